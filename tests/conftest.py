@@ -1,0 +1,91 @@
+"""Shared fixtures: tiny real-format files written to tmp_path (true variable-length arrays)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spikedelay.data.hdf5 import write_spike_file
+
+
+@dataclass
+class SpikeSet:
+    """What a fixture wrote, kept in memory so tests compare against the source, not the reader."""
+
+    times: list[np.ndarray]
+    units: list[np.ndarray]
+    labels: np.ndarray
+    speakers: np.ndarray
+    keys: list[str]
+
+
+def make_spike_set(
+    n_samples: int = 24,
+    *,
+    n_classes: int = 3,
+    n_speakers: int = 6,
+    seed: int = 0,
+    max_duration: float = 0.3,
+    speaker_offset: int = 0,
+) -> SpikeSet:
+    """Random spikes whose counts per sample vary (so padding is exercised)."""
+    rng = np.random.default_rng(seed)
+    times, units = [], []
+    for _ in range(n_samples):
+        n = int(rng.integers(5, 60))
+        duration = float(rng.uniform(0.05, max_duration))
+        t = np.sort(rng.uniform(0.0, duration, n))
+        # Round to float32 so the file round trip is exact.
+        times.append(t.astype(np.float32).astype(np.float64))
+        units.append(rng.integers(0, 700, n).astype(np.int64))
+    labels = np.arange(n_samples) % n_classes
+    per_speaker = max(1, n_samples // n_speakers)
+    speakers = speaker_offset + (np.arange(n_samples) // per_speaker) % n_speakers
+    keys = [f"class{i}" for i in range(n_classes)]
+    return SpikeSet(times, units, labels.astype(np.int64), speakers.astype(np.int64), keys)
+
+
+def write_set(path: Path, s: SpikeSet, **kwargs) -> Path:
+    return write_spike_file(path, s.times, s.units, s.labels, s.speakers, s.keys, **kwargs)
+
+
+@pytest.fixture(name="make_spike_set")
+def _make_spike_set_fixture():
+    """Factory: ``make_spike_set(n_samples, n_classes=, n_speakers=, seed=, ...)``."""
+    return make_spike_set
+
+
+@pytest.fixture(name="write_set")
+def _write_set_fixture():
+    """Factory: ``write_set(path, spike_set, compress=False)``."""
+    return write_set
+
+
+@pytest.fixture
+def spike_set() -> SpikeSet:
+    return make_spike_set()
+
+
+@pytest.fixture
+def spike_file(tmp_path: Path, spike_set: SpikeSet) -> Path:
+    """One SHD-layout file with 24 samples, 3 classes, 6 speakers."""
+    return write_set(tmp_path / "shd_train.h5", spike_set)
+
+
+@pytest.fixture
+def shd_root(tmp_path: Path) -> Path:
+    """A folder with shd_train.h5 (6 speakers) and shd_test.h5 (2 other speakers)."""
+    root = tmp_path / "shd"
+    root.mkdir()
+    write_set(root / "shd_train.h5", make_spike_set(36, n_speakers=6, seed=1))
+    write_set(root / "shd_test.h5", make_spike_set(12, n_speakers=2, seed=2, speaker_offset=6))
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Never touch the user's ~/.cache from tests."""
+    monkeypatch.setenv("SPIKEDELAY_CACHE", str(tmp_path_factory.mktemp("cache")))
