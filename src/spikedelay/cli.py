@@ -1,0 +1,163 @@
+"""The ``spikedelay`` command: parse → config → call the library → exit code.
+
+Every user-facing problem is a ``SpikeDelayError``: it is printed as one ``error: ...`` message
+and the command exits with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from spikedelay import __version__
+from spikedelay.errors import SpikeDelayError
+
+EXIT_USER_ERROR = 2
+
+Handler = Callable[[argparse.Namespace], int]
+_COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
+
+
+def _command(name: str):
+    def register(fn: Callable[[argparse._SubParsersAction], None]):
+        _COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+# ---------------------------------------------------------------------------------- train / eval
+def default_run_dir(config_name: str, cfg_yaml: str) -> Path:
+    """``runs/<config>-<hash of the resolved config>``: rerunning a command resumes its run."""
+    digest = hashlib.sha256(cfg_yaml.encode()).hexdigest()[:8]
+    return Path("runs") / f"{Path(config_name).stem}-{digest}"
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="quick",
+                   help="builtin recipe (quick, shd, ssc, gsc) or a YAML file (default: quick)")
+    p.add_argument("--data", metavar="DIR", help="data folder (default: the shipped SynthDigits "
+                   "release for synthdigits configs)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set model.delays=none (repeatable)")
+
+
+def _resolve_config(args: argparse.Namespace):
+    from spikedelay.config import load_config
+
+    overrides = list(args.overrides)
+    if args.data is not None:
+        overrides.append(f"data.root={args.data}")
+    return load_config(args.config, overrides)
+
+
+@_command("train")
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a delay SNN (rerun the same command to resume)")
+    _add_run_args(p)
+    p.add_argument("--out", metavar="RUNDIR", help="run folder (default: runs/<config>-<hash>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar; one line per epoch")
+    p.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from spikedelay.config import dump_config
+    from spikedelay.train.run import train_run
+
+    cfg = _resolve_config(args)
+    run_dir = Path(args.out) if args.out else default_run_dir(args.config, dump_config(cfg))
+    print(f"run folder: {run_dir}")
+    final = train_run(cfg, run_dir, progress=not args.quiet)
+    _print_summary(final, run_dir)
+    return 0
+
+
+def _print_summary(final: dict, run_dir: Path) -> None:
+    rows = [
+        ("protocol", final.get("protocol_label", final.get("protocol"))),
+        ("delays", final.get("delays")),
+        ("parameters", f"{final.get('params', 0):,}"),
+        ("best epoch", f"{final.get('best_epoch')}/{final.get('epochs')}"),
+        ("val accuracy", _pct(final.get("val_acc"))),
+        ("test accuracy", _pct(final.get("test_acc"))),
+        ("train time", f"{final.get('train_time_s', 0.0):.0f} s"),
+        ("run folder", str(run_dir)),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(f"  {k:<{width}}  {v}" for k, v in rows))
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f} %"
+
+
+@_command("eval")
+def _eval_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="test accuracy of a run's selected checkpoint, as JSON")
+    p.add_argument("run_dir", metavar="RUNDIR")
+    p.add_argument("--data", metavar="DIR", help="data folder if it moved since training")
+    p.add_argument("--checkpoint", default="best.safetensors",
+                   help="checkpoint file inside RUNDIR (default: best.safetensors)")
+    p.set_defaults(handler=_eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from spikedelay.train.run import eval_run
+
+    result = eval_run(Path(args.run_dir), data_root=args.data, checkpoint=args.checkpoint)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+@_command("configs")
+def _configs_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("configs", help="list the builtin recipes, or print one resolved")
+    p.add_argument("name", nargs="?", help="print this recipe with every default filled in")
+    p.set_defaults(handler=_configs)
+
+
+def _configs(args: argparse.Namespace) -> int:
+    from spikedelay.config import builtin_configs, dump_config, load_config
+
+    if args.name:
+        print(dump_config(load_config(args.name)), end="")
+    else:
+        print("\n".join(builtin_configs()))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spikedelay",
+        description="Spiking neural networks that learn their synaptic delays (DCLS-delays).",
+    )
+    parser.add_argument("--version", action="version", version=f"spikedelay {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for register in _COMMANDS.values():
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_USER_ERROR
+    try:
+        return args.handler(args)
+    except SpikeDelayError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
