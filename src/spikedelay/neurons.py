@@ -1,0 +1,268 @@
+"""Spiking and leaky neurons (SpikingJelly conventions), masked BatchNorm and sequence dropout.
+
+LIF neuron (multi-step, hard reset, SpikingJelly ``LIFNode(decay_input=False, v_reset=0,
+detach_reset=True)``)::
+
+    H[t] = V[t-1] - V[t-1] / τ + X[t]         charge (no input decay)
+    S[t] = Θ(H[t] - ϑ)                        spike (Θ(0) = 1)
+    V[t] = H[t] · (1 - S[t])                  hard reset to 0, S detached in this product
+
+with ``V[-1] = 0``; ``τ`` in steps, ``ϑ`` the threshold. Θ's gradient is replaced by the ArcTan
+surrogate ``σ'(x) = (α/2) / (1 + (π/2 · α · x)^2)``, the derivative of
+``σ(x) = arctan(π/2 · α · x) / π + 1/2`` (Fang et al., ICCV 2021; SpikingJelly
+``surrogate.ATan``). The readout (LI) uses the same charge equation and never spikes; its
+membrane potential is the output.
+
+Pure step functions (:func:`lif_step`, :func:`li_step`) take and return typed state; the
+sequence functions (:func:`lif_sequence`, :func:`li_sequence`) are the single entry points the
+modules use, so a fused kernel can replace them without touching the modules.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+
+# -- surrogate spike function ---------------------------------------------------------------------
+class _ArcTanSpike(torch.autograd.Function):
+    """Heaviside forward (x >= 0 → 1), ArcTan surrogate backward."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, alpha: float) -> Tensor:
+        ctx.save_for_backward(x)
+        ctx.alpha = alpha
+        return (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor, None]:
+        (x,) = ctx.saved_tensors
+        return grad_out * arctan_surrogate_grad(x, ctx.alpha), None
+
+
+def arctan_surrogate_grad(x: Tensor, alpha: float) -> Tensor:
+    """``σ'(x) = (α/2) / (1 + (π/2 · α · x)^2)``, elementwise."""
+    return (alpha / 2) / (1 + (math.pi / 2 * alpha * x) ** 2)
+
+
+def spike_fn(x: Tensor, alpha: float = 5.0) -> Tensor:
+    """Heaviside ``Θ(x)`` (1 where ``x >= 0``) with the ArcTan surrogate gradient."""
+    return _ArcTanSpike.apply(x, alpha)
+
+
+# -- LIF ------------------------------------------------------------------------------------------
+class LIFParameters(NamedTuple):
+    """LIF constants: ``tau`` (membrane time constant in steps, >= 1), ``threshold``,
+    ``alpha`` (ArcTan surrogate sharpness)."""
+
+    tau: float = 2.0
+    threshold: float = 1.0
+    alpha: float = 5.0
+
+
+class LIFState(NamedTuple):
+    """Membrane potential after reset, ``v`` (B, C)."""
+
+    v: Tensor
+
+
+def lif_initial_state(x: Tensor) -> LIFState:
+    """Zero state shaped like one step of ``x`` (B, C)."""
+    return LIFState(v=torch.zeros_like(x))
+
+
+def lif_step(x: Tensor, state: LIFState, p: LIFParameters) -> tuple[Tensor, LIFState]:
+    """One LIF step. Shapes: x (B, C), state.v (B, C) → spikes (B, C), new state."""
+    h = state.v - state.v / p.tau + x
+    s = spike_fn(h - p.threshold, p.alpha)
+    v = h * (1.0 - s.detach())  # hard reset to 0; the reset is not differentiated (detach_reset)
+    return s, LIFState(v=v)
+
+
+def lif_sequence(x: Tensor, p: LIFParameters) -> Tensor:
+    """Run a LIF population from ``V = 0``. Shapes: x (B, T, C) → spikes (B, T, C)."""
+    if x.shape[1] == 0:
+        return torch.zeros_like(x)
+    state = lif_initial_state(x[:, 0])
+    out = []
+    for t in range(x.shape[1]):  # a Python loop over time: the reference semantics, not fast
+        s, state = lif_step(x[:, t], state, p)
+        out.append(s)
+    return torch.stack(out, dim=1)
+
+
+class LIF(nn.Module):
+    """Leaky integrate-and-fire neurons with hard reset and ArcTan surrogate (see module doc).
+
+    Shapes: x (B, T, C) → spikes (B, T, C) in {0, 1}. State is not kept between calls.
+
+    Example::
+
+        >>> LIF(tau=2.0)(torch.full((1, 3, 1), 0.8)).flatten().tolist()
+        [0.0, 1.0, 0.0]
+    """
+
+    def __init__(self, tau: float = 2.0, threshold: float = 1.0, alpha: float = 5.0) -> None:
+        super().__init__()
+        if tau < 1.0:
+            raise ValueError(f"tau must be >= 1 (steps), got {tau}")
+        self.p = LIFParameters(float(tau), float(threshold), float(alpha))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return lif_sequence(x, self.p)
+
+    def extra_repr(self) -> str:
+        return f"tau={self.p.tau}, threshold={self.p.threshold}, alpha={self.p.alpha}"
+
+
+# -- LI readout -----------------------------------------------------------------------------------
+class LIParameters(NamedTuple):
+    """Leaky integrator constant: ``tau`` in steps (>= 1)."""
+
+    tau: float = 2.0
+
+
+class LIState(NamedTuple):
+    """Membrane potential ``v`` (B, C)."""
+
+    v: Tensor
+
+
+def li_step(x: Tensor, state: LIState, p: LIParameters) -> tuple[Tensor, LIState]:
+    """One leaky-integrator step ``V[t] = V[t-1] - V[t-1]/τ + X[t]``. Shapes: (B, C) → (B, C)."""
+    v = state.v - state.v / p.tau + x
+    return v, LIState(v=v)
+
+
+def li_sequence(x: Tensor, p: LIParameters) -> Tensor:
+    """Membrane potential over a sequence from ``V = 0``. Shapes: x (B, T, C) → v (B, T, C)."""
+    if x.shape[1] == 0:
+        return torch.zeros_like(x)
+    state = LIState(v=torch.zeros_like(x[:, 0]))
+    out = []
+    for t in range(x.shape[1]):
+        v, state = li_step(x[:, t], state, p)
+        out.append(v)
+    return torch.stack(out, dim=1)
+
+
+class LI(nn.Module):
+    """Non-spiking leaky integrator readout: its membrane potential at every step is the output.
+
+    Same charge as :class:`LIF` (SpikingJelly's LIF node with an unreachable threshold).
+    Shapes: x (B, T, C) → v (B, T, C).
+    """
+
+    def __init__(self, tau: float = 2.0) -> None:
+        super().__init__()
+        if tau < 1.0:
+            raise ValueError(f"tau must be >= 1 (steps), got {tau}")
+        self.p = LIParameters(float(tau))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return li_sequence(x, self.p)
+
+    def extra_repr(self) -> str:
+        return f"tau={self.p.tau}"
+
+
+# -- masking helpers ------------------------------------------------------------------------------
+def lengths_to_mask(lengths: Tensor, max_len: int) -> Tensor:
+    """Bool mask (B, T) that is True on the first ``lengths[b]`` steps of each sequence."""
+    steps = torch.arange(max_len, device=lengths.device)
+    return steps.unsqueeze(0) < lengths.unsqueeze(1)
+
+
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm over batch × time that ignores padded steps, for (B, T, C) sequences.
+
+    Statistics (and the running estimates) use only the valid steps given by ``mask`` (B, T)
+    bool or ``lengths`` (B,). Every step, padded ones included, is normalised with those
+    statistics (padded outputs are meaningless; callers mask them). Without a mask this is
+    exactly ``nn.BatchNorm1d`` on ``x.transpose(1, 2)``; parameter and buffer names are the same,
+    so state dicts are interchangeable. Works for batch size 1 (as long as a channel has more
+    than one valid value in training).
+
+    Shapes: x (B, T, C), mask (B, T) or lengths (B,) → (B, T, C).
+    """
+
+    def forward(  # type: ignore[override]
+        self, x: Tensor, mask: Tensor | None = None, lengths: Tensor | None = None
+    ) -> Tensor:
+        if x.dim() != 3:
+            raise ValueError(f"MaskedBatchNorm1d expects (B, T, C), got shape {tuple(x.shape)}")
+        if mask is None and lengths is not None:
+            mask = lengths_to_mask(lengths, x.shape[1])
+        use_batch_stats = self.training or not self.track_running_stats
+        if mask is None or not use_batch_stats:
+            return super().forward(x.transpose(1, 2)).transpose(1, 2)
+        return self._masked_train_forward(x, mask)
+
+    def _masked_train_forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        m = mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
+        n = m.sum()
+        mean = (x * m).sum((0, 1)) / n
+        var = ((x - mean) ** 2 * m).sum((0, 1)) / n  # biased, as BatchNorm normalises with
+        if self.training and self.track_running_stats:
+            # n as a tensor avoids a host sync; the unbiased correction needs n > 1.
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                if self.momentum is None:
+                    momentum = 1.0 / float(self.num_batches_tracked)
+                else:
+                    momentum = self.momentum
+                unbiased = var * n / (n - 1).clamp_min(1)
+                self.running_mean.lerp_(mean, momentum)
+                self.running_var.lerp_(unbiased, momentum)
+        y = (x - mean) * torch.rsqrt(var + self.eps)
+        if self.affine:
+            y = y * self.weight + self.bias
+        return y
+
+
+class SequenceDropout(nn.Module):
+    """Dropout with one Bernoulli mask per sequence and channel, shared over all time steps.
+
+    As SpikingJelly's multi-step ``layer.Dropout``: a dropped neuron stays silent for the whole
+    sequence. Kept values are scaled by ``1 / (1 - p)``; identity in eval mode.
+    Shapes: x (B, T, C) → (B, T, C).
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = float(p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.empty(x.shape[0], 1, x.shape[2], device=x.device, dtype=x.dtype)
+        keep.bernoulli_(1.0 - self.p)
+        return x * keep / (1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+__all__ = [
+    "LI",
+    "LIF",
+    "LIFParameters",
+    "LIFState",
+    "LIParameters",
+    "LIState",
+    "MaskedBatchNorm1d",
+    "SequenceDropout",
+    "arctan_surrogate_grad",
+    "lengths_to_mask",
+    "li_sequence",
+    "li_step",
+    "lif_initial_state",
+    "lif_sequence",
+    "lif_step",
+    "spike_fn",
+]
