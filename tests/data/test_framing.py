@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import doctest
 import math
 
 import numpy as np
 import pytest
 
+from spikedelay.data import framing
 from spikedelay.data.framing import Framing, frame_events
 from spikedelay.errors import ConfigError
 
@@ -86,3 +88,7 @@ def test_framing_transform_is_hashable_and_serialisable():
     assert a.out_features == 140
     times, units = np.array([0.0, 0.011]), np.array([1, 9])
     np.testing.assert_array_equal(a(times, units), naive_frames(times, units, 10.0, 700, 5))
+
+
+def test_docstring_examples_run():
+    assert doctest.testmod(framing).failed == 0

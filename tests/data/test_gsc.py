@@ -71,6 +71,9 @@ def test_each_filter_peaks_at_its_centre():
     fb = mel_filterbank(fine, n_mels=140, f_min=50, f_max=4000)
     np.testing.assert_allclose(fine[fb.argmax(0)], centres, atol=0.1)
     assert fb[fine > 4000 - 1e-9].sum() == 0 and fb[fine < 50].sum() == 0
+    # On the 129 FFT bins, the narrowest low bands fall between bins (documented: 7 of 140).
+    bins = mel_filterbank(np.linspace(0, 4000, 129), n_mels=140, f_min=50, f_max=4000)
+    assert (bins.sum(0) == 0).sum() == 7 and (bins.sum(0)[40:] > 0).all()
 
 
 def test_spectrogram_matches_naive_dft():

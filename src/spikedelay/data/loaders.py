@@ -226,14 +226,14 @@ def split_train_val(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val): whole speakers held out when speakers are known, else samples.
 
-    ``round(val_fraction * n_speakers)`` speakers (at least 1, at most all but 1) go to val,
-    chosen by a permutation seeded with ``seed``.
+    ``val_fraction * n_speakers`` speakers, rounded half up (at least 1, at most all but 1),
+    go to val, chosen by a permutation seeded with ``seed``.
     """
     rng = np.random.default_rng(seed)
     if speakers is not None:
         ids = np.unique(speakers)
         if len(ids) >= 2:
-            n_val = min(max(1, round(val_fraction * len(ids))), len(ids) - 1)
+            n_val = min(max(1, int(val_fraction * len(ids) + 0.5)), len(ids) - 1)
             val_ids = rng.permutation(ids)[:n_val]
             is_val = np.isin(speakers, val_ids)
             return np.flatnonzero(~is_val), np.flatnonzero(is_val)
@@ -243,7 +243,7 @@ def split_train_val(
         )
     if n < 2:
         raise DataError(f"cannot split {n} training sample(s) into train and validation")
-    n_val = min(max(1, round(val_fraction * n)), n - 1)
+    n_val = min(max(1, int(val_fraction * n + 0.5)), n - 1)
     perm = rng.permutation(n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
