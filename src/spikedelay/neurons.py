@@ -88,8 +88,10 @@ def lif_sequence(x: Tensor, p: LIFParameters) -> Tensor:
         return torch.zeros_like(x)
     state = lif_initial_state(x[:, 0])
     out = []
-    for t in range(x.shape[1]):  # a Python loop over time: the reference semantics, not fast
-        s, state = lif_step(x[:, t], state, p)
+    # A Python loop over time: the reference semantics, not fast. unbind (not x[:, t]) keeps the
+    # backward linear in T: each x[:, t] would allocate and fill a full-size zero gradient.
+    for x_t in x.unbind(1):
+        s, state = lif_step(x_t, state, p)
         out.append(s)
     return torch.stack(out, dim=1)
 
@@ -143,8 +145,8 @@ def li_sequence(x: Tensor, p: LIParameters) -> Tensor:
         return torch.zeros_like(x)
     state = LIState(v=torch.zeros_like(x[:, 0]))
     out = []
-    for t in range(x.shape[1]):
-        v, state = li_step(x[:, t], state, p)
+    for x_t in x.unbind(1):
+        v, state = li_step(x_t, state, p)
         out.append(v)
     return torch.stack(out, dim=1)
 
