@@ -53,7 +53,8 @@ def train_epoch(
     for step, (x, lengths, labels) in enumerate(batches):
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
-        v_out, out_lengths = model(x, lengths)
+        # Unmasked = the reference: no lengths anywhere (BatchNorm and loss see padding too).
+        v_out, out_lengths = model(x, lengths if masked_loss else None)
         loss, m = summed_softmax_loss(v_out, labels, out_lengths, masked=masked_loss)
         loss.backward()
         finite = torch.isfinite(loss.detach()) & _grads_finite(params)
@@ -88,7 +89,7 @@ def evaluate(model: torch.nn.Module, batches: Iterable, *, masked_loss: bool = T
     correct = torch.zeros((), dtype=torch.long)
     seen = 0
     for x, lengths, labels in batches:
-        v_out, out_lengths = model(x, lengths)
+        v_out, out_lengths = model(x, lengths if masked_loss else None)
         loss, m = summed_softmax_loss(v_out, labels, out_lengths, masked=masked_loss)
         loss_sum = loss_sum.to(loss.device) + loss * labels.shape[0]
         correct = correct.to(labels.device) + (m.argmax(-1) == labels).sum()
