@@ -130,6 +130,62 @@ def _configs(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------ data
+@_command("data")
+def _data_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="make or inspect data sets")
+    data_sub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    synth = data_sub.add_parser(
+        "synth", help="build SynthDigits offline (espeak-ng → cochlea → SHD-format HDF5)")
+    synth.add_argument("--out", required=True, metavar="DIR", help="writes DIR/shd_{train,test}.h5")
+    synth.add_argument("--vocab", choices=["digits", "commands"], default="digits",
+                       help="digits: 0-9 in English and German (20 classes, like SHD); "
+                            "commands: the 35 GSC keywords")
+    # Defaults live in the builder (48 / 12); importing it here would slow every command.
+    synth.add_argument("--speakers", type=int, help="training speakers (default 48)")
+    synth.add_argument("--test-speakers", type=int,
+                       help="test speakers, disjoint from training (default 12)")
+    synth.add_argument("--seed", type=int, default=0, help="same seed, same files")
+    synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    synth.add_argument("--quiet", action="store_true", help="no progress bar")
+    synth.set_defaults(handler=_data_synth)
+    info = data_sub.add_parser("info", help="summarise an SHD-format file (validates it fully)")
+    info.add_argument("file", metavar="FILE")
+    info.set_defaults(handler=_data_info)
+    p.set_defaults(handler=lambda args: (p.print_help(), EXIT_USER_ERROR)[1])
+
+
+def _data_synth(args: argparse.Namespace) -> int:
+    from spikedelay.data.synth.build import build_synthdigits
+
+    sizes = {k: v for k, v in (("speakers", args.speakers),
+                               ("test_speakers", args.test_speakers)) if v is not None}
+    summary = build_synthdigits(Path(args.out), vocab=args.vocab, seed=args.seed,
+                                workers=args.workers, progress=not args.quiet, **sizes)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _data_info(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from spikedelay.data.hdf5 import read_spike_file
+
+    rec = read_spike_file(Path(args.file))
+    counts = np.array([len(t) for t in rec.times])
+    durations = np.array([float(t.max()) if len(t) else 0.0 for t in rec.times])
+    info = {
+        "file": str(args.file), "samples": len(rec.labels), "classes": len(rec.class_names),
+        "speakers": None if rec.speakers is None else int(len(np.unique(rec.speakers))),
+        "spikes_per_sample": {"mean": float(counts.mean()), "min": int(counts.min()),
+                              "max": int(counts.max())},
+        "duration_s": {"mean": float(durations.mean()), "max": float(durations.max())},
+        "class_names": list(rec.class_names),
+    }
+    print(json.dumps(info, indent=2))
+    return 0
+
+
 # ------------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
