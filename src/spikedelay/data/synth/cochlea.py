@@ -302,22 +302,64 @@ def _splitmix(state):  # pragma: no cover - compiled
     return state, z ^ (z >> _S31)
 
 
+@numba.njit(cache=True, inline="always")
+def _hazard(p):  # pragma: no cover - compiled
+    """-log(1 - p), the hazard of one step. A series for small p (the common case: ≈ 5× faster
+    than log1p; the first omitted term is p⁹/9 < 4e-13 · p for p < 0.04)."""
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return _HAZARD_CAP
+    if p < 0.04:
+        return p * (
+            1.0
+            + p
+            * (
+                1.0 / 2
+                + p
+                * (1.0 / 3 + p * (1.0 / 4 + p * (1.0 / 5 + p * (1.0 / 6 + p * (1.0 / 7 + p / 8)))))
+            )
+        )
+    return -math.log1p(-p)
+
+
+@numba.njit(cache=True, inline="always")
+def _first_reaching(cum, start, target):  # pragma: no cover - compiled
+    """Smallest k ≥ start with cum[k] ≥ target (len(cum) if none); cum is non-decreasing.
+    Galloping search: the next spike is usually a few hundred steps away."""
+    n = cum.size
+    lo = start  # invariant: cum[i] < target for start ≤ i < lo
+    step = 16
+    hi = start
+    while True:
+        hi = lo + step
+        if hi >= n:
+            hi = n
+            break
+        if cum[hi - 1] >= target:
+            break
+        lo = hi
+        step *= 2
+    while lo < hi:  # answer in [lo, hi]
+        mid = (lo + hi) // 2
+        if cum[mid] >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 @numba.njit(cache=True, parallel=True)
 def _fibre_counts(prob, n_fibres, refrac_steps, seed):  # pragma: no cover - compiled
     channels, steps = prob.shape
     counts = np.zeros((channels, steps), dtype=np.int32)
     for ch in numba.prange(channels):
-        hazard = np.empty(steps + 1)
-        hazard[0] = 0.0
+        # cum[t] = hazard of steps 0..t (inclusive)
+        cum = np.empty(steps)
+        acc = 0.0
         for t in range(steps):
-            pt = prob[ch, t]
-            if pt >= 1.0:
-                ht = _HAZARD_CAP
-            elif pt <= 0.0:
-                ht = 0.0
-            else:
-                ht = -math.log1p(-pt)
-            hazard[t + 1] = hazard[t] + ht
+            acc += _hazard(prob[ch, t])
+            cum[t] = acc
         for fibre in range(n_fibres):
             state = np.uint64(seed) * _GOLDEN + np.uint64(ch * 1024 + fibre)
             state, _ = _splitmix(state)
@@ -325,9 +367,9 @@ def _fibre_counts(prob, n_fibres, refrac_steps, seed):  # pragma: no cover - com
             while t < steps:
                 state, z = _splitmix(state)
                 u = ((z >> _S11) + np.uint64(1)) * (1.0 / 9007199254740992.0)  # (0, 1]
-                target = hazard[t] + (-math.log(u))
-                # first step k ≥ t with hazard[k + 1] ≥ target: P(silent over t..k) = Π(1 - p)
-                k = t + np.searchsorted(hazard[t + 1 :], target)
+                base = cum[t - 1] if t > 0 else 0.0
+                # first step k ≥ t with hazard over t..k ≥ Exp(1): P(silent over t..k) = Π(1 - p)
+                k = _first_reaching(cum, t, base - math.log(u))
                 if k >= steps:
                     break
                 counts[ch, k] += 1

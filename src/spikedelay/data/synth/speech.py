@@ -17,7 +17,6 @@ import wave
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from spikedelay.errors import DependencyError, SpikeDelayError
 
@@ -167,6 +166,8 @@ def utterance(
     factor = rng.uniform(*aug.speed_factor)
     wpm = int(np.clip(round(speaker.wpm * factor), 80, 450))
     raw = trim_silence(synthesize(word, speaker.voice(language), pitch=speaker.pitch, wpm=wpm))
+    from scipy.signal import resample_poly  # slow to import: only where it is needed
+
     speech = resample_poly(raw, OUT_RATE // 150, ESPEAK_RATE // 150)  # 320 / 147
     lead = int(round(rng.uniform(*aug.lead_in_s) * OUT_RATE))
     tail = int(round(aug.tail_s * OUT_RATE))
