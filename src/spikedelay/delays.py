@@ -40,9 +40,11 @@ from torch import Tensor, nn
 
 DelayMode = Literal["learned", "fixed", "none"]
 Padding = Literal["reference", "causal"]
+ConvMethod = Literal["auto", "direct", "fft"]
 
 SIGMA_OFFSET = 0.27  # dcls "gauss": σ_eff = |σ| + 0.27, so σ = 0.23 gives σ_eff = 0.5
 NORM_EPS = 1e-7  # dcls' epsilon in the normalisation of the Gaussian
+FFT_MIN_TAPS = 8  # from here the DFT route (≈2 multiply-adds per synapse·step) beats conv1d (K)
 
 
 def position_range(max_delay: int) -> tuple[int, int]:
@@ -109,14 +111,25 @@ def padding_amounts(max_delay: int, padding: Padding) -> tuple[int, int]:
     raise ValueError(f"padding must be 'reference' or 'causal', got {padding!r}")
 
 
-def delay_conv(x: Tensor, kernel: Tensor, left: int, right: int) -> Tensor:
+def delay_conv(
+    x: Tensor, kernel: Tensor, left: int, right: int, *, method: ConvMethod = "auto"
+) -> Tensor:
     """Apply a delay kernel over time: ``y[t', j] = Σ_i Σ_k kernel[j, i, k] · xpad[t' + k, i]``.
 
     ``xpad`` is ``x`` with ``left`` zero steps before and ``right`` after. With
     ``left = K-1`` this is ``y[t', j] = Σ_i Σ_d kernel[j, i, K-1-d] · x[t' - d, i]``.
 
+    ``method``: ``"direct"`` is ``conv1d`` (K multiply-adds per synapse and step);
+    ``"fft"`` is :func:`spikedelay.ops.delay_conv.fft_delay_conv`, the same numbers (to float
+    rounding) through a DFT, ~1.5·N/T' ≈ 2 multiply-adds per synapse and step whatever K;
+    ``"auto"`` picks ``"fft"`` from ``K >= FFT_MIN_TAPS`` taps.
+
     Shapes: x (B, T, in), kernel (out, in, K) → (B, T + left + right - K + 1, out).
     """
+    if method == "fft" or (method == "auto" and kernel.shape[-1] >= FFT_MIN_TAPS):
+        from spikedelay.ops.delay_conv import fft_delay_conv
+
+        return fft_delay_conv(x, kernel, left, right)
     xt = F.pad(x.transpose(1, 2), (left, right))  # (B, in, T + left + right)
     return F.conv1d(xt, kernel).transpose(1, 2)
 

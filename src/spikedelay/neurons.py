@@ -82,10 +82,19 @@ def lif_step(x: Tensor, state: LIFState, p: LIFParameters) -> tuple[Tensor, LIFS
     return s, LIFState(v=v)
 
 
-def lif_sequence(x: Tensor, p: LIFParameters) -> Tensor:
-    """Run a LIF population from ``V = 0``. Shapes: x (B, T, C) → spikes (B, T, C)."""
+def lif_sequence(x: Tensor, p: LIFParameters, *, fused: bool = True) -> Tensor:
+    """Run a LIF population from ``V = 0``. Shapes: x (B, T, C) → spikes (B, T, C).
+
+    ``fused=True`` runs :func:`spikedelay.ops.lif.fused_lif_sequence` (same numbers, one stored
+    tensor and a closed-form backward); ``fused=False`` the step-by-step loop below (autograd
+    through :func:`lif_step`), kept as the plain statement of the maths.
+    """
     if x.shape[1] == 0:
         return torch.zeros_like(x)
+    if fused:
+        from spikedelay.ops.lif import fused_lif_sequence
+
+        return fused_lif_sequence(x, p.tau, p.threshold, p.alpha)
     state = lif_initial_state(x[:, 0])
     out = []
     # A Python loop over time: the reference semantics, not fast. unbind (not x[:, t]) keeps the
@@ -139,10 +148,17 @@ def li_step(x: Tensor, state: LIState, p: LIParameters) -> tuple[Tensor, LIState
     return v, LIState(v=v)
 
 
-def li_sequence(x: Tensor, p: LIParameters) -> Tensor:
-    """Membrane potential over a sequence from ``V = 0``. Shapes: x (B, T, C) → v (B, T, C)."""
+def li_sequence(x: Tensor, p: LIParameters, *, fused: bool = True) -> Tensor:
+    """Membrane potential over a sequence from ``V = 0``. Shapes: x (B, T, C) → v (B, T, C).
+
+    ``fused`` as in :func:`lif_sequence` (:func:`spikedelay.ops.lif.fused_li_sequence`).
+    """
     if x.shape[1] == 0:
         return torch.zeros_like(x)
+    if fused:
+        from spikedelay.ops.lif import fused_li_sequence
+
+        return fused_li_sequence(x, p.tau)
     state = LIState(v=torch.zeros_like(x[:, 0]))
     out = []
     for x_t in x.unbind(1):

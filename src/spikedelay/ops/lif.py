@@ -26,18 +26,23 @@ import numpy as np
 import torch
 from torch import Tensor
 
-try:  # numba is a dependency, but keep the package importable without it (torch path)
-    import numba
-
-    _HAVE_NUMBA = True
-except ImportError:  # pragma: no cover - exercised only in broken environments
-    _HAVE_NUMBA = False
+_KERNELS: dict[str, object] = {}
 
 
-if _HAVE_NUMBA:
+def _kernels() -> dict[str, object] | None:
+    """The numba kernels, compiled (or loaded from numba's on-disk cache) on first use.
+
+    Lazy so that ``import spikedelay`` does not import numba; ``None`` without numba.
+    """
+    if _KERNELS:
+        return _KERNELS
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba is a dependency; the torch path still works
+        return None
 
     @numba.njit(parallel=True, cache=True)
-    def _lif_forward_nb(x, tau, threshold, h_out, s_out):  # pragma: no cover - compiled
+    def lif_forward(x, tau, threshold, h_out, s_out):  # pragma: no cover - compiled
         batch, steps, channels = x.shape
         one = x.dtype.type(1.0)
         zero = x.dtype.type(0.0)
@@ -55,7 +60,7 @@ if _HAVE_NUMBA:
                         v[c] = h
 
     @numba.njit(parallel=True, cache=True)
-    def _lif_backward_nb(grad_s, h, tau, threshold, alpha, grad_x):  # pragma: no cover
+    def lif_backward(grad_s, h, tau, threshold, alpha, grad_x):  # pragma: no cover
         batch, steps, channels = h.shape
         zero = h.dtype.type(0.0)
         half_alpha = h.dtype.type(alpha / 2.0)
@@ -74,7 +79,7 @@ if _HAVE_NUMBA:
                     g_next[c] = g
 
     @numba.njit(parallel=True, cache=True)
-    def _li_forward_nb(x, tau, v_out):  # pragma: no cover - compiled
+    def li_forward(x, tau, v_out):  # pragma: no cover - compiled
         batch, steps, channels = x.shape
         for b in numba.prange(batch):
             v = np.zeros(channels, dtype=x.dtype)
@@ -84,7 +89,7 @@ if _HAVE_NUMBA:
                     v_out[b, t, c] = v[c]
 
     @numba.njit(parallel=True, cache=True)
-    def _li_backward_nb(grad_v, tau, grad_x):  # pragma: no cover - compiled
+    def li_backward(grad_v, tau, grad_x):  # pragma: no cover - compiled
         batch, steps, channels = grad_v.shape
         for b in numba.prange(batch):
             g_next = np.zeros(channels, dtype=grad_v.dtype)
@@ -94,14 +99,16 @@ if _HAVE_NUMBA:
                     grad_x[b, t, c] = g
                     g_next[c] = g
 
+    _KERNELS.update(lif_forward=lif_forward, lif_backward=lif_backward, li_forward=li_forward,
+                    li_backward=li_backward)
+    return _KERNELS
 
-def _use_numba(x: Tensor) -> bool:
-    return (
-        _HAVE_NUMBA
-        and x.device.type == "cpu"
-        and x.dtype in (torch.float32, torch.float64)
-        and x.shape[0] * x.shape[1] * x.shape[2] > 0
-    )
+
+def _numba_kernels(x: Tensor) -> dict[str, object] | None:
+    """The numba kernels if they apply to ``x`` (CPU, float32/64, non-empty), else ``None``."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or x.numel() == 0:
+        return None
+    return _kernels()
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -164,10 +171,11 @@ class _FusedLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, tau: float, threshold: float, alpha: float) -> Tensor:
         x = x.contiguous()
-        if _use_numba(x):
+        nb = _numba_kernels(x)
+        if nb is not None:
             h = torch.empty_like(x)
             s = torch.empty_like(x)
-            _lif_forward_nb(_np(x), _scalar(tau, x), _scalar(threshold, x), _np(h), _np(s))
+            nb["lif_forward"](_np(x), _scalar(tau, x), _scalar(threshold, x), _np(h), _np(s))
         else:
             with torch.no_grad():
                 h, s = _lif_forward_torch(x, tau, threshold)
@@ -180,9 +188,10 @@ class _FusedLIF(torch.autograd.Function):
         (h,) = ctx.saved_tensors
         tau, threshold, alpha = ctx.constants
         grad_s = grad_s.contiguous()
-        if _use_numba(h):
+        nb = _numba_kernels(h)
+        if nb is not None:
             grad_x = torch.empty_like(h)
-            _lif_backward_nb(
+            nb["lif_backward"](
                 _np(grad_s), _np(h), _scalar(tau, h), _scalar(threshold, h), float(alpha),
                 _np(grad_x),
             )
@@ -196,9 +205,10 @@ class _FusedLI(torch.autograd.Function):
     def forward(ctx, x: Tensor, tau: float) -> Tensor:
         x = x.contiguous()
         ctx.tau = tau
-        if _use_numba(x):
+        nb = _numba_kernels(x)
+        if nb is not None:
             v = torch.empty_like(x)
-            _li_forward_nb(_np(x), _scalar(tau, x), _np(v))
+            nb["li_forward"](_np(x), _scalar(tau, x), _np(v))
             return v
         with torch.no_grad():
             return _li_forward_torch(x, tau)
@@ -206,9 +216,10 @@ class _FusedLI(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_v: Tensor):
         grad_v = grad_v.contiguous()
-        if _use_numba(grad_v):
+        nb = _numba_kernels(grad_v)
+        if nb is not None:
             grad_x = torch.empty_like(grad_v)
-            _li_backward_nb(_np(grad_v), _scalar(ctx.tau, grad_v), _np(grad_x))
+            nb["li_backward"](_np(grad_v), _scalar(ctx.tau, grad_v), _np(grad_x))
         else:
             grad_x = _li_backward_torch(grad_v, ctx.tau)
         return grad_x, None
