@@ -21,6 +21,7 @@ modules use, so a fused kernel can replace them without touching the modules.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -205,7 +206,14 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
     than one valid value in training).
 
     Shapes: x (B, T, C), mask (B, T) or lengths (B,) → (B, T, C).
+
+    Data-parallel training: set ``stats_all_reduce`` to a differentiable sum over processes
+    (``spikedelay.train.distributed`` does) and the batch statistics become those of the global
+    batch (masked count, sum, then squared deviations; like ``nn.SyncBatchNorm``); ``None``
+    (the default) keeps everything local.
     """
+
+    stats_all_reduce: Callable[[Tensor], Tensor] | None = None
 
     def forward(  # type: ignore[override]
         self, x: Tensor, mask: Tensor | None = None, lengths: Tensor | None = None
@@ -215,6 +223,8 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
         if mask is None and lengths is not None:
             mask = lengths_to_mask(lengths, x.shape[1])
         use_batch_stats = self.training or not self.track_running_stats
+        if mask is None and use_batch_stats and self.stats_all_reduce is not None:
+            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
         if mask is None or not use_batch_stats:
             return super().forward(x.transpose(1, 2)).transpose(1, 2)
         return self._masked_train_forward(x, mask)
@@ -222,8 +232,16 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
     def _masked_train_forward(self, x: Tensor, mask: Tensor) -> Tensor:
         m = mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
         n = m.sum()
-        mean = (x * m).sum((0, 1)) / n
-        var = ((x - mean) ** 2 * m).sum((0, 1)) / n  # biased, as BatchNorm normalises with
+        total = (x * m).sum((0, 1))
+        reduce = self.stats_all_reduce
+        if reduce is not None:  # one collective for count and sum, a second for the deviations
+            n_total = reduce(torch.cat([n.reshape(1), total]))
+            n, total = n_total[0], n_total[1:]
+        mean = total / n
+        sq = ((x - mean) ** 2 * m).sum((0, 1))
+        if reduce is not None:
+            sq = reduce(sq)
+        var = sq / n  # biased, as BatchNorm normalises with
         if self.training and self.track_running_stats:
             # n as a tensor avoids a host sync; the unbiased correction needs n > 1.
             with torch.no_grad():
