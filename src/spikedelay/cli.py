@@ -113,6 +113,32 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+@_command("compare")
+def _compare_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="ablation study: delay variants x seeds under one budget "
+                       "(rerun the same command to resume)")
+    _add_run_args(p)
+    p.add_argument("--variants", default="none,fixed,learned",
+                   help="comma-separated model.delays values (default: none,fixed,learned)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0 … N-1 per variant (default 3)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="study folder: DIR/runs/<variant>-s<seed>/, results.md, results.json")
+    p.add_argument("--quiet", action="store_true", help="no progress bar; one line per epoch")
+    p.set_defaults(handler=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import shlex
+
+    from spikedelay.train.compare import run_study
+
+    run_study(args.config, args.variants, args.seeds, Path(args.out), data=args.data,
+              overrides=args.overrides, progress=not args.quiet,
+              command=shlex.join(["spikedelay", *sys.argv[1:]]) if sys.argv[1:2] == ["compare"]
+              else None)
+    return 0
+
+
 @_command("configs")
 def _configs_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("configs", help="list the builtin recipes, or print one resolved")
