@@ -1,0 +1,180 @@
+"""The deployed network: a trained DelaySNN reduced to integer delays and folded BatchNorm.
+
+:class:`DeployedNet` is the one intermediate form that streaming, both export formats and the
+report share, so they cannot disagree. Per layer (hidden layers, then the readout)::
+
+    I[t, j]  = Σ_i Σ_c  W[j, i, c] · x[t - D[j, i, c], i]  +  b[j]
+    hidden:  H = V - V/τ + I,  S = Θ(H - ϑ),  V = H·(1 - S)        (LIF, hard reset to 0)
+    readout: V = V - V/τ + I                                      (LI, the output)
+
+``W`` is the delay layer's weight times the BatchNorm scale ``γ / sqrt(running_var + ε)`` and
+``b`` the BatchNorm shift ``β - running_mean · scale`` (zero for the readout), both computed in
+float64 so that every consumer sees the same numbers bit for bit. ``D`` are the rounded delays
+(``DelayedLinear.integer_delays``). Dropout is the identity at inference.
+
+Tail (reference padding): offline, each delay layer pads ``(K-1)//2`` zero steps on the right,
+so hidden layer ``l`` (1-based) is valid for ``T + l·P`` steps and the readout for
+``T + L·P`` (``L`` delay layers, ``P = tail``); a streaming consumer must run ``L·P`` extra steps
+after the input ends, silencing layer ``l`` after ``l·P`` of them (see ``deploy/stream.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from spikedelay.errors import CheckpointError
+
+NeuronKind = Literal["lif", "li"]
+
+
+@dataclass(frozen=True)
+class DeployedLayer:
+    """One delay layer and its neurons.
+
+    Shapes: weight (out, in, kc) float64 (BN folded), delays (out, in, kc) int64 in
+    ``0 … max_delay-1``, bias (out,) float64.
+    """
+
+    weight: np.ndarray
+    delays: np.ndarray
+    bias: np.ndarray
+    neuron: NeuronKind
+    tau: float  # membrane time constant in steps
+    threshold: float  # LIF only (ignored for "li")
+
+    @property
+    def in_features(self) -> int:
+        return int(self.weight.shape[1])
+
+    @property
+    def out_features(self) -> int:
+        return int(self.weight.shape[0])
+
+    def delay_stack(self, max_delay: int) -> np.ndarray:
+        """Dense (K, out, in) float64: weight of each synapse at each delay, copies summed.
+
+        Copies (kernel_count > 1) that share a delay add up, as in ``integer_kernel``. The sum
+        runs over copies in index order, so every caller gets identical float64 values.
+        """
+        n_out, n_in, kc = self.weight.shape
+        stack = np.zeros((max_delay, n_out, n_in), dtype=np.float64)
+        jj, ii = np.meshgrid(np.arange(n_out), np.arange(n_in), indexing="ij")
+        for c in range(kc):
+            np.add.at(stack, (self.delays[:, :, c], jj, ii), self.weight[:, :, c])
+        return stack
+
+
+@dataclass(frozen=True)
+class DeployedNet:
+    """A whole network ready for inference (see module docstring).
+
+    ``max_delay`` is K (delays 0 … K-1, ring buffers of K slots); ``tail`` is P, the extra steps
+    each layer adds at the end ((K-1)//2 with reference padding, 0 with causal padding).
+    ``framing`` describes how spike events become input frames (bin_ms, n_channels,
+    channel_group, dataset, ...); ``class_names`` index the output.
+    """
+
+    layers: list[DeployedLayer]
+    max_delay: int
+    tail: int
+    framing: dict[str, Any] = field(default_factory=dict)
+    class_names: list[str] = field(default_factory=list)
+
+    @property
+    def in_features(self) -> int:
+        return self.layers[0].in_features
+
+    @property
+    def n_classes(self) -> int:
+        return self.layers[-1].out_features
+
+    @property
+    def flush_steps(self) -> int:
+        """Extra steps to run after the input ends: ``len(layers) · tail``."""
+        return len(self.layers) * self.tail
+
+    @property
+    def bin_ms(self) -> float:
+        return float(self.framing.get("bin_ms", 10.0))
+
+    def synapse_count(self) -> int:
+        """Non-zero (synapse, delay) pairs after merging copies: what the engine stores."""
+        return int(sum(np.count_nonzero(la.delay_stack(self.max_delay)) for la in self.layers))
+
+
+def from_model(model, *, framing: dict[str, Any] | None = None,
+               class_names: list[str] | None = None) -> DeployedNet:
+    """Reduce a :class:`~spikedelay.model.DelaySNN` (any mode) to its eval-mode network."""
+    import torch
+
+    cfg = model.cfg
+    layers: list[DeployedLayer] = []
+    with torch.no_grad():
+        for block in model.hidden:
+            bn = block.norm
+            scale = np.ones(block.delay.out_features)
+            shift = np.zeros(block.delay.out_features)
+            if bn.track_running_stats and bn.running_var is not None:
+                rv = bn.running_var.double().cpu().numpy()
+                rm = bn.running_mean.double().cpu().numpy()
+                scale = 1.0 / np.sqrt(rv + bn.eps)
+                shift = -rm * scale
+            if bn.affine:
+                gamma = bn.weight.double().cpu().numpy()
+                beta = bn.bias.double().cpu().numpy()
+                shift = shift * gamma + beta
+                scale = scale * gamma
+            layers.append(_layer(block.delay, scale, shift, "lif", block.lif.p.tau,
+                                 block.lif.p.threshold))
+        n_cls = model.readout.out_features
+        layers.append(_layer(model.readout, np.ones(n_cls), np.zeros(n_cls), "li",
+                             model.li.p.tau, 0.0))
+    tail = model.readout.right_pad
+    return DeployedNet(layers=layers, max_delay=int(cfg.max_delay), tail=int(tail),
+                       framing=dict(framing or {}), class_names=list(class_names or []))
+
+
+def _layer(delay, scale: np.ndarray, shift: np.ndarray, neuron: NeuronKind, tau: float,
+           threshold: float) -> DeployedLayer:
+    w = delay.weight.detach().double().cpu().numpy()
+    d = delay.integer_delays().cpu().numpy().astype(np.int64)
+    return DeployedLayer(
+        weight=np.ascontiguousarray(w * scale[:, None, None]),
+        delays=np.ascontiguousarray(d),
+        bias=np.ascontiguousarray(shift.astype(np.float64)),
+        neuron=neuron, tau=float(tau), threshold=float(threshold),
+    )
+
+
+def load_run_model(run_dir: str | Path, checkpoint: str = "best.safetensors"):
+    """``(model, state)``: the DelaySNN of a run folder (eval mode) and its checkpoint dict.
+
+    ``run_dir`` may also be a checkpoint file itself.
+    """
+    from spikedelay.config import config_from_dict
+    from spikedelay.model import DelaySNN
+    from spikedelay.train.checkpoint import load_checkpoint
+
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / checkpoint
+    state = load_checkpoint(path)
+    try:
+        cfg = config_from_dict(state["config"])
+        model = DelaySNN(cfg.model)
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise CheckpointError(f"{path}: cannot rebuild the model from it: {err}") from None
+    model.eval()
+    return model, state
+
+
+def from_run(run_dir: str | Path, checkpoint: str = "best.safetensors") -> DeployedNet:
+    """The :class:`DeployedNet` of a run folder's checkpoint (framing and class names included)."""
+    model, state = load_run_model(run_dir, checkpoint)
+    return from_model(model, framing=state.get("framing") or {},
+                      class_names=[str(c) for c in state.get("class_names") or []])
