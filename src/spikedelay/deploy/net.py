@@ -101,6 +101,22 @@ class DeployedNet:
     def bin_ms(self) -> float:
         return float(self.framing.get("bin_ms", 10.0))
 
+    def stream(self, n_streams: int = 1):
+        """A :class:`~spikedelay.deploy.stream.Stream` of ``n_streams`` independent streams."""
+        from spikedelay.deploy.stream import Stream
+
+        return Stream(self, n_streams)
+
+    def predict(self, frames: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        """Class index per utterance, streamed and flushed. Shapes: frames (B, T, in),
+        lengths (B,) valid frames (None: all T) → (B,) int64."""
+        from spikedelay.deploy.stream import run_utterances
+
+        frames = np.asarray(frames)
+        if lengths is None:
+            lengths = np.full(frames.shape[0], frames.shape[1])
+        return run_utterances(self, frames, lengths)[1].argmax(-1)
+
     def synapse_count(self) -> int:
         """Non-zero (synapse, delay) pairs after merging copies: what the engine stores."""
         return int(sum(np.count_nonzero(la.delay_stack(self.max_delay)) for la in self.layers))
