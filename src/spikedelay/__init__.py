@@ -12,12 +12,14 @@ _LAZY = {
     "LIF": "spikedelay.neurons",
     "LI": "spikedelay.neurons",
     "DelaySNN": "spikedelay.model",
+    "load_exported": "spikedelay.deploy.export",
 }
 
-__all__ = ["DelaySNN", "DelayedLinear", "LI", "LIF", "__version__"]
+__all__ = ["DelaySNN", "DelayedLinear", "LI", "LIF", "__version__", "load_exported"]
 
 if TYPE_CHECKING:
     from spikedelay.delays import DelayedLinear
+    from spikedelay.deploy.export import load_exported
     from spikedelay.model import DelaySNN
     from spikedelay.neurons import LI, LIF
 
