@@ -66,13 +66,17 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from spikedelay.config import dump_config
+    from spikedelay.train.distributed import env_rank
     from spikedelay.train.run import train_run
 
     cfg = _resolve_config(args)
     run_dir = Path(args.out) if args.out else default_run_dir(args.config, dump_config(cfg))
-    print(f"run folder: {run_dir}")
+    printing = env_rank() == 0  # under torchrun only rank 0 talks
+    if printing:
+        print(f"run folder: {run_dir}")
     final = train_run(cfg, run_dir, progress=not args.quiet)
-    _print_summary(final, run_dir)
+    if printing:
+        _print_summary(final, run_dir)
     return 0
 
 

@@ -5,13 +5,18 @@ is a safetensors tensor; everything else (config, epoch, metrics, scheduler stat
 hyperparameters) is JSON in the safetensors header. Nothing is unpickled on load, so a checkpoint
 someone sent cannot run code. Writes go to a temporary file in the same folder, are fsync'ed and
 then renamed over the target, so a kill at any moment leaves either the old or the new file.
+The header also holds a SHA-256 of the JSON state and every tensor's bytes, so a file damaged
+after it was written (a flipped bit, a bad copy) is refused with a clear error instead of
+loading wrong numbers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,9 @@ from safetensors.torch import save as st_save
 from spikedelay.errors import CheckpointError
 
 FORMAT = "spikedelay-checkpoint/1"
+# Test hook: seconds to pause between writing a temporary file and renaming it, so that a test
+# can kill the process inside the write window. Never set outside tests.
+_WRITE_PAUSE_ENV = "SPIKEDELAY_TEST_WRITE_PAUSE_S"
 
 
 def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -72,6 +80,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        pause = float(os.environ.get(_WRITE_PAUSE_ENV, "0") or 0)
+        if pause > 0:
+            time.sleep(pause)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -84,11 +95,34 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def remove_stale_temporaries(folder: Path, names: list[str]) -> list[Path]:
+    """Delete temporary files that a killed :func:`atomic_write_bytes` left for ``names``.
+
+    Only files named like our own temporaries (``.NAME.*.tmp``) are touched; returns them.
+    """
+    removed = []
+    for name in names:
+        for tmp in Path(folder).glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _digest(state_json: str, tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256(state_json.encode())
+    for key in sorted(tensors):
+        t = tensors[key]
+        h.update(f"\0{key}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        if t.numel():
+            h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Atomically write a nested dict of tensors and JSON-able values (see module docstring)."""
     tensors: dict[str, torch.Tensor] = {}
-    skeleton = _flatten(state, "s", tensors)
-    header = {"format": FORMAT, "state": json.dumps(skeleton)}
+    skeleton = json.dumps(_flatten(state, "s", tensors))
+    header = {"format": FORMAT, "state": skeleton, "sha256": _digest(skeleton, tensors)}
     atomic_write_bytes(Path(path), st_save(tensors, metadata=header))
 
 
@@ -108,6 +142,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if meta.get("format") != FORMAT:
         found = meta.get("format")
         raise CheckpointError(f"{path}: not a spikedelay checkpoint (format {found!r})")
+    if "state" not in meta or "sha256" not in meta:
+        raise CheckpointError(f"{path}: checkpoint header is damaged (missing fields)")
+    if _digest(meta["state"], tensors) != meta["sha256"]:
+        raise CheckpointError(
+            f"{path}: checkpoint is corrupt (its content does not match the SHA-256 recorded "
+            "when it was written)"
+        )
     try:
         return _unflatten(json.loads(meta["state"]), tensors)
     except (KeyError, ValueError, TypeError) as err:

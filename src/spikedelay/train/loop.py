@@ -1,7 +1,12 @@
 """One epoch of training and one evaluation pass; no file I/O, no printing.
 
-Why no host syncs per batch: ``.item()`` stalls a GPU pipeline, so running sums, the first
-non-finite step and accuracy stay on the device and are read once per epoch.
+Why no host syncs per batch: ``.item()`` stalls a GPU pipeline, so running sums and accuracy
+stay on the device and are read once per epoch (the finiteness check is the one sync per step).
+
+Data-parallel (``world`` given, see :mod:`spikedelay.train.distributed`): every process gets
+the same global batches and keeps its share; the loss of a share is its sum divided by
+``global_batch / world.size`` so that DDP's gradient average is the gradient of the mean over
+the global batch; epoch statistics are summed over processes.
 """
 
 from __future__ import annotations
@@ -10,9 +15,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from spikedelay.errors import TrainingDiverged
-from spikedelay.train.loss import summed_softmax, summed_softmax_loss
+from spikedelay.train.distributed import World
+from spikedelay.train.loss import summed_softmax
 
 
 @dataclass
@@ -30,6 +37,33 @@ def _grads_finite(params: list[torch.nn.Parameter]) -> torch.Tensor:
     return torch.isfinite(torch.stack(norms).sum())
 
 
+def _loss_sum(v_out: torch.Tensor, labels: torch.Tensor, out_lengths: torch.Tensor,
+              masked: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed (not mean) cross-entropy of the time-summed softmax (see train/loss.py), and m."""
+    m = summed_softmax(v_out, out_lengths if masked else None)
+    return F.cross_entropy(m, labels, reduction="sum"), m
+
+
+def _my_share(batch, world: World | None):
+    if world is None:
+        return batch
+    part = world.share(int(batch[2].shape[0]))
+    return tuple(t[part] for t in batch)
+
+
+def _epoch_stats(loss_sum, correct, seen: int, world: World | None) -> EpochStats:
+    if loss_sum is None:
+        loss_sum, correct = torch.zeros(()), torch.zeros(())
+    totals = torch.stack([loss_sum.double().cpu(), correct.double().cpu(),
+                          torch.tensor(float(seen), dtype=torch.float64)])
+    if world is not None:
+        totals = world.sum(totals)
+    loss, right, n = totals.tolist()
+    if n == 0:
+        return EpochStats(float("nan"), float("nan"), 0)
+    return EpochStats(loss / n, right / n, int(n))
+
+
 def train_epoch(
     model: torch.nn.Module,
     batches: Iterable,
@@ -39,26 +73,34 @@ def train_epoch(
     epoch: int = 0,
     after_step: Callable[[], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
+    world: World | None = None,
 ) -> EpochStats:
-    """Train for one pass over ``batches`` of ``(x, lengths, labels)``.
+    """Train for one pass over global ``batches`` of ``(x, lengths, labels)``.
 
     ``after_step`` runs after every optimizer step (position clamping). Raises TrainingDiverged
-    naming the epoch and step when the loss or a gradient is NaN/Inf; the caller keeps the last
-    good checkpoint because nothing is written here.
+    naming the epoch and step when the loss or a gradient is NaN/Inf (on any process); the
+    caller keeps the last good checkpoint because nothing is written here. With ``world``,
+    ``model`` is the DDP-wrapped model and this process trains on its share of each batch.
     """
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     loss_sum = correct = None
     seen = 0
-    for step, (x, lengths, labels) in enumerate(batches):
+    size = 1 if world is None else world.size
+    for step, batch in enumerate(batches):
+        n_global = int(batch[2].shape[0])
+        x, lengths, labels = _my_share(batch, world)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         # Unmasked = the reference: no lengths anywhere (BatchNorm and loss see padding too).
         v_out, out_lengths = model(x, lengths if masked_loss else None)
-        loss, m = summed_softmax_loss(v_out, labels, out_lengths, masked=masked_loss)
+        batch_loss, m = _loss_sum(v_out, labels, out_lengths, masked_loss)
+        loss = batch_loss / (n_global / size)  # = the mean over the global batch, after DDP
         loss.backward()
         finite = torch.isfinite(loss.detach()) & _grads_finite(params)
         # One sync per step on CPU is free; it is what lets us stop *before* a bad update.
+        if world is not None:
+            finite = world.sum((~finite).to(torch.int32)) == 0
         if not bool(finite):
             raise TrainingDiverged(
                 f"non-finite loss or gradient at epoch {epoch + 1}, step {step + 1} "
@@ -69,34 +111,38 @@ def train_epoch(
             opt.step()
         if after_step is not None:
             after_step()
-        batch_loss = loss.detach() * labels.shape[0]
+        batch_loss = batch_loss.detach()
         batch_correct = (m.argmax(-1) == labels).sum()
         loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
         correct = batch_correct if correct is None else correct + batch_correct
-        seen += labels.shape[0]
+        seen += int(labels.shape[0])
         if on_batch is not None:
             on_batch(step)
-    if seen == 0:
-        return EpochStats(float("nan"), float("nan"), 0)
-    return EpochStats(float(loss_sum) / seen, float(correct) / seen, seen)
+    return _epoch_stats(loss_sum, correct, seen, world)
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batches: Iterable, *, masked_loss: bool = True) -> EpochStats:
-    """Loss and accuracy of the integer-delay model (``model.eval()``: rounded positions)."""
+def evaluate(model: torch.nn.Module, batches: Iterable, *, masked_loss: bool = True,
+             world: World | None = None) -> EpochStats:
+    """Loss and accuracy of the integer-delay model (``model.eval()``: rounded positions).
+
+    ``model`` is the plain module (not DDP); with ``world`` each process evaluates its share
+    of every batch and the sums are combined (the same numbers on every process).
+    """
     model.eval()
-    loss_sum = torch.zeros(())
-    correct = torch.zeros((), dtype=torch.long)
+    loss_sum = correct = None
     seen = 0
-    for x, lengths, labels in batches:
+    for batch in batches:
+        x, lengths, labels = _my_share(batch, world)
+        if labels.shape[0] == 0:
+            continue
         v_out, out_lengths = model(x, lengths if masked_loss else None)
-        loss, m = summed_softmax_loss(v_out, labels, out_lengths, masked=masked_loss)
-        loss_sum = loss_sum.to(loss.device) + loss * labels.shape[0]
-        correct = correct.to(labels.device) + (m.argmax(-1) == labels).sum()
-        seen += labels.shape[0]
-    if seen == 0:
-        return EpochStats(float("nan"), float("nan"), 0)
-    return EpochStats(float(loss_sum) / seen, float(correct) / seen, seen)
+        batch_loss, m = _loss_sum(v_out, labels, out_lengths, masked_loss)
+        batch_correct = (m.argmax(-1) == labels).sum()
+        loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
+        correct = batch_correct if correct is None else correct + batch_correct
+        seen += int(labels.shape[0])
+    return _epoch_stats(loss_sum, correct, seen, world)
 
 
 @torch.no_grad()

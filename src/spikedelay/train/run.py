@@ -11,6 +11,14 @@ Layout of a run folder::
 Honest by default: the model is selected on a validation split held out from the training data
 and the test set is evaluated once, at the end. ``train.protocol=test-selected`` reproduces the
 reference (selection on test) and every output says so.
+
+Exact resume: ``last.safetensors`` holds everything the next epoch depends on (weights,
+optimizer and scheduler state, the batch-order generator and torch's RNG, the best-so-far
+record). Each epoch writes, in order: ``best.safetensors`` (if improved), the epoch's line of
+``metrics.jsonl``, then ``last.safetensors``. A kill anywhere in between resumes from the
+previous ``last``: metrics lines past it are dropped and the epoch is redone (with the same RNG
+state, so in deterministic mode it rewrites the same ``best``). Under ``torchrun`` only rank 0
+writes (see :mod:`spikedelay.train.distributed`).
 """
 
 from __future__ import annotations
@@ -28,7 +36,13 @@ import torch
 
 from spikedelay.config import RunConfig, config_from_dict, dump_config
 from spikedelay.errors import CheckpointError, ConfigError
-from spikedelay.train.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from spikedelay.train.checkpoint import (
+    atomic_write_bytes,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
+from spikedelay.train.distributed import World, init_world, shutdown, wrap_model
 from spikedelay.train.loop import EpochStats, evaluate, train_epoch
 from spikedelay.train.schedule import position_lr_at, sigma_at
 
@@ -126,18 +140,36 @@ def build_optimizers(model, cfg: RunConfig) -> Optimizers:
     return Optimizers(weights, schedule, positions)
 
 
-def _rng_state(generator: torch.Generator) -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "batches": generator.get_state()}
+def _rng_state(generator: torch.Generator, world: World | None) -> dict[str, Any]:
+    """Batch order (shared by every process) and torch's RNG of every process (dropout)."""
+    own = torch.get_rng_state()
+    state: dict[str, Any] = {"batches": generator.get_state(),
+                             "torch": own if world is None else world.gather_cpu(own)}
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        if world is None:
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        elif world.backend == "nccl":
+            state["cuda"] = world.gather_cpu(torch.cuda.get_rng_state())
     return state
 
 
-def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
+def _set_rng_state(state: dict[str, Any], generator: torch.Generator, world: World | None,
+                   log: Reporter) -> None:
     generator.set_state(state["batches"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    saved = state["torch"]
+    if world is None and isinstance(saved, torch.Tensor):
+        torch.set_rng_state(saved)
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+    elif world is not None and isinstance(saved, list) and len(saved) == world.size:
+        torch.set_rng_state(saved[world.rank])
+        if "cuda" in state and world.backend == "nccl":
+            torch.cuda.set_rng_state(state["cuda"][world.rank])
+    else:
+        # Another number of processes than the checkpoint's: batches continue exactly, dropout
+        # masks are drawn afresh (keeps the current per-process seeds).
+        log("note: resuming with a different number of processes; dropout masks will differ "
+            "from an uninterrupted run")
 
 
 def _batches(dataset, cfg: RunConfig, *, shuffle: bool, generator: torch.Generator | None = None):
@@ -145,21 +177,33 @@ def _batches(dataset, cfg: RunConfig, *, shuffle: bool, generator: torch.Generat
 
 
 class MetricsLog:
-    """``metrics.jsonl`` plus optional TensorBoard; on resume, lines past the checkpoint go."""
+    """``metrics.jsonl`` plus optional TensorBoard; on resume, lines past the checkpoint go.
 
-    def __init__(self, run_dir: Path, keep_epochs: int, tensorboard: bool = True):
+    ``enabled=False`` (ranks other than 0) keeps the history in memory and writes nothing.
+    """
+
+    def __init__(self, run_dir: Path, keep_epochs: int, tensorboard: bool = True,
+                 enabled: bool = True):
         self.path = run_dir / "metrics.jsonl"
+        self.enabled = enabled
+        self.history: list[dict[str, Any]] = []
+        self.tb = None
+        if not enabled:
+            return
         lines = []
         if self.path.exists():
+            # Keep epochs 1..keep_epochs once each, in order; anything after them (a line of an
+            # epoch redone after a kill, or half a line) goes.
             for line in self.path.read_text().splitlines():
                 try:
-                    if json.loads(line)["epoch"] <= keep_epochs:
-                        lines.append(line)
+                    epoch = json.loads(line)["epoch"]
                 except (ValueError, KeyError, TypeError):
                     break
+                if epoch != len(lines) + 1 or epoch > keep_epochs:
+                    break
+                lines.append(line)
         atomic_write_bytes(self.path, "".join(f"{ln}\n" for ln in lines).encode())
         self.history = [json.loads(ln) for ln in lines]
-        self.tb = None
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -170,6 +214,8 @@ class MetricsLog:
 
     def write(self, row: dict[str, Any]) -> None:
         self.history.append(row)
+        if not self.enabled:
+            return
         with self.path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
             fh.flush()
@@ -197,6 +243,17 @@ def _check_same_config(run_dir: Path, cfg: RunConfig) -> None:
 Reporter = Callable[[str], None]
 
 
+def _resume_error(path: Path, why: object) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: cannot resume from it: {why}. Nothing was changed; to start this run over, "
+        f"move {path.name} away (or pick another --out)."
+    )
+
+
+_RUN_FILES = ["last.safetensors", "best.safetensors", "metrics.jsonl", "metrics.json",
+              "config.yaml"]
+
+
 def train_run(
     cfg: RunConfig,
     run_dir: Path,
@@ -209,28 +266,53 @@ def train_run(
 
     Rerunning the same command after a crash resumes from ``last.safetensors``; a finished
     run is not trained again. ``stop_after_epochs`` ends early without writing final metrics
-    (used by tests to simulate interruptions).
+    (used by tests to simulate interruptions). Started by ``torchrun`` with several processes,
+    it trains data-parallel; ranks other than 0 return ``{}``.
     """
+    world, dist_device = init_world(cfg.train.device)
+    try:
+        return _train_run(cfg, Path(run_dir), world, dist_device, progress=progress, log=log,
+                          stop_after_epochs=stop_after_epochs)
+    finally:
+        shutdown(world)
+
+
+def _train_run(cfg: RunConfig, run_dir: Path, world: World | None,
+               dist_device: torch.device | None, *, progress: bool, log: Reporter,
+               stop_after_epochs: int | None) -> dict[str, Any]:
     from spikedelay.data.loaders import load_dataset
 
-    run_dir = Path(run_dir)
+    main = world is None or world.is_main
+    if not main:
+        progress, log = False, _silent
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_same_config(run_dir, cfg)
     final_path = run_dir / "metrics.json"
     if final_path.exists():
         log(f"{run_dir} is already finished; not training again.")
-        return json.loads(final_path.read_text())
-    atomic_write_bytes(run_dir / "config.yaml", dump_config(cfg).encode())
+        return json.loads(final_path.read_text()) if main else {}
+    if world is not None:
+        world.barrier()  # every rank has read config.yaml/metrics.json before rank 0 writes
+    if main:
+        remove_stale_temporaries(run_dir, _RUN_FILES)
+        atomic_write_bytes(run_dir / "config.yaml", dump_config(cfg).encode())
 
     set_determinism(cfg)
-    device = pick_device(cfg.train.device)
+    device = dist_device if dist_device is not None else pick_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
+    # Rank 0 fills the frame cache first; the others then read it instead of racing to build it.
+    if world is not None and not main:
+        world.barrier()
     splits = load_dataset(cfg.data, seed=cfg.train.seed, protocol=cfg.train.protocol,
                           progress=progress)
+    if world is not None and main:
+        world.barrier()
     check_data_matches_model(cfg, splits)
     train_set, val_set = splits.train.to(device), splits.val.to(device)
 
-    model = build_model(cfg, device)
+    model = build_model(cfg, device)  # same seed, same initial weights on every rank
+    if world is not None and world.rank > 0:
+        torch.manual_seed(cfg.train.seed + world.rank)  # own dropout masks per process
     optim = build_optimizers(model, cfg)
     generator = torch.Generator().manual_seed(cfg.train.seed)
     start_epoch, best = 0, {"val_acc": -1.0, "val_loss": math.inf, "epoch": 0}
@@ -238,21 +320,25 @@ def train_run(
     if last_path.exists():
         try:
             state = load_checkpoint(last_path)
+        except CheckpointError as err:
+            raise _resume_error(last_path, str(err).removeprefix(f"{last_path}: ")) from None
+        try:
             model.load_state_dict(state["model"])
             optim.load_state_dict(state["optimizers"])
-            _set_rng_state(state["rng"], generator)
-        except (KeyError, RuntimeError, ValueError) as err:
-            raise CheckpointError(f"{last_path}: cannot resume from it: {err}") from None
-        start_epoch, best = int(state["epoch"]), dict(state["best"])
+            _set_rng_state(state["rng"], generator, world, log)
+            start_epoch, best = int(state["epoch"]), dict(state["best"])
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as err:
+            raise _resume_error(last_path, f"{type(err).__name__}: {err}") from None
         log(f"resuming {run_dir} after epoch {start_epoch}/{cfg.train.epochs}")
-    metrics = MetricsLog(run_dir, keep_epochs=start_epoch)
+    metrics = MetricsLog(run_dir, keep_epochs=start_epoch, enabled=main)
+    net = model if world is None else wrap_model(model, world, device)
 
     label = protocol_label(cfg.train.protocol)
     log(f"protocol: {label}")
     log(f"data: {len(splits.train)} train / {len(splits.val)} "
         f"{'val' if cfg.train.protocol == 'validation' else 'test (selection)'} / "
         f"{len(splits.test)} test samples; model: {model.num_parameters():,} parameters; "
-        f"device: {device}")
+        f"device: {device}" + ("" if world is None else f" x {world.size} processes"))
 
     common = {"config": cfg.to_dict(), "framing": splits.framing,
               "class_names": splits.class_names, "protocol": cfg.train.protocol}
@@ -275,9 +361,9 @@ def train_run(
                                                  epochs=cfg.train.epochs)
             lr = optim.weights.param_groups[0]["lr"]
             stats = train_epoch(
-                model, _batches(train_set, cfg, shuffle=True, generator=generator), optim.all(),
+                net, _batches(train_set, cfg, shuffle=True, generator=generator), optim.all(),
                 masked_loss=cfg.train.masked_loss, epoch=epoch,
-                after_step=model.clamp_positions_,
+                after_step=model.clamp_positions_, world=world,
             )
             optim.schedule.step()
             row: dict[str, Any] = {
@@ -289,18 +375,23 @@ def train_run(
             is_eval_epoch = (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs
             if is_eval_epoch:
                 val = evaluate(model, _batches(val_set, cfg, shuffle=False),
-                               masked_loss=cfg.train.masked_loss)
+                               masked_loss=cfg.train.masked_loss, world=world)
                 row.update(val_loss=val.loss, val_acc=val.accuracy)
                 if (val.accuracy, -val.loss) > (best["val_acc"], -best["val_loss"]):
                     best = {"val_acc": val.accuracy, "val_loss": val.loss, "epoch": epoch + 1}
-                    save_checkpoint(best_path, {**common, "model": model.state_dict(),
-                                                "epoch": epoch + 1, "best": best})
+                    if main:
+                        save_checkpoint(best_path, {**common, "model": model.state_dict(),
+                                                    "epoch": epoch + 1, "best": best})
             row["time_s"] = time.perf_counter() - t0
-            save_checkpoint(last_path, {
-                **common, "model": model.state_dict(), "optimizers": optim.state_dict(),
-                "rng": _rng_state(generator), "epoch": epoch + 1, "best": best,
-            })
+            rng = _rng_state(generator, world)  # a collective under torchrun: every rank
+            # Metrics line before `last`: a kill between them redoes this epoch and drops the
+            # line; the other order would lose the line for good.
             metrics.write(row)
+            if main:
+                save_checkpoint(last_path, {
+                    **common, "model": model.state_dict(), "optimizers": optim.state_dict(),
+                    "rng": rng, "epoch": epoch + 1, "best": best,
+                })
             if progress and hasattr(bar, "set_postfix"):
                 bar.set_postfix(_postfix(row, best))
             elif not progress:
@@ -311,10 +402,18 @@ def train_run(
             bar.close()
     if stop_after_epochs is not None and stop_after_epochs < cfg.train.epochs:
         return {"stopped_after": stop_after_epochs}
-
+    if not main:
+        world.barrier()  # wait for rank 0's test evaluation, so the job ends together
+        return {}
     final = finish_run(cfg, run_dir, splits, device, best, metrics.history,
                        train_time_s=time.perf_counter() - t_start)
+    if world is not None:
+        world.barrier()
     return final
+
+
+def _silent(_: str) -> None:
+    pass
 
 
 def finish_run(cfg: RunConfig, run_dir: Path, splits, device: torch.device, best: dict,
@@ -356,18 +455,33 @@ def eval_run(run_dir: Path, *, data_root: str | None = None, progress: bool = Fa
 
     run_dir = Path(run_dir)
     path = run_dir / checkpoint
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: run folder not found")
     state = load_checkpoint(path)
-    cfg = config_from_dict(state["config"])
-    if data_root is not None:
-        cfg.data.root = data_root
-        cfg = config_from_dict(cfg.to_dict())
+    try:
+        raw_cfg = state["config"]
+        if data_root is not None:
+            raw_cfg = {**raw_cfg, "data": {**raw_cfg["data"], "root": data_root}}
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(f"{path}: checkpoint has no usable config ({err!r})") from None
+    try:
+        cfg = config_from_dict(raw_cfg)
+    except ConfigError as err:
+        raise ConfigError(f"config stored in {path}: {err}\n(if the data moved, pass --data DIR)") \
+            from None
     set_determinism(cfg)
     device = pick_device(cfg.train.device)
     splits = load_dataset(cfg.data, seed=cfg.train.seed, protocol=cfg.train.protocol,
                           progress=progress)
     check_data_matches_model(cfg, splits)
     model = build_model(cfg, device)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError, TypeError, AttributeError) as err:
+        raise CheckpointError(
+            f"{path}: weights do not fit the model of its own config: {type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}"
+        ) from None
     test: EpochStats = evaluate(model, _batches(splits.test.to(device), cfg, shuffle=False),
                                 masked_loss=cfg.train.masked_loss)
     return {"test_acc": test.accuracy, "test_loss": test.loss, "test_samples": test.samples,
