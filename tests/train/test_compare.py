@@ -122,7 +122,7 @@ def test_initial_delays_and_changed_fraction(study):
         # Fixed delays are drawn at init and never move, so the checkpoint holds the init draw;
         # the learned run with the same seed draws its positions from the same RNG stream, but
         # uniformly: its init cannot be read from a file, so check the end state only.
-        state = load_checkpoint(out / "runs" / f"learned-s{seed}" / "last.safetensors")
+        state = load_checkpoint(out / "runs" / f"learned-s{seed}" / "best.safetensors")
         keys = sorted(k for k in state["model"] if k.endswith("position"))
         assert len(keys) == 2
         cfg = config_from_dict(state["config"])

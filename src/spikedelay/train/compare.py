@@ -140,14 +140,16 @@ def initial_delays(cfg: RunConfig) -> list[torch.Tensor]:
 
 
 def final_delays(cfg: RunConfig, run_dir: Path) -> list[torch.Tensor]:
-    """Integer delays per delay layer of the model after the last epoch (``last.safetensors``)."""
+    """Integer delays per delay layer of the selected model (``best.safetensors``).
+
+    The selected model, not the last epoch's: it is the one whose accuracy the study reports,
+    and ``best.safetensors`` is small enough to keep with the results (``last`` also holds the
+    optimiser state).
+    """
     from spikedelay.model import DelaySNN
 
-    path = run_dir / "last.safetensors"
-    if not path.exists():
-        path = run_dir / "best.safetensors"
     model = DelaySNN(cfg.model)
-    model.load_state_dict(load_checkpoint(path)["model"])
+    model.load_state_dict(load_checkpoint(run_dir / "best.safetensors")["model"])
     return [layer.integer_delays() for layer in model.delay_layers()]
 
 
@@ -275,7 +277,7 @@ def results_markdown(results: dict[str, Any]) -> str:
     lines += [
         "",
         "Mean ± sample standard deviation over seeds. *Delays changed*: share of synapses whose "
-        "integer delay after the last epoch differs from its initial one (initial delays "
+        "integer delay in the selected model differs from its initial one (initial delays "
         f"rebuilt from the seed; {results['init_check']}).",
         "",
         "## Every run",
@@ -289,7 +291,7 @@ def results_markdown(results: dict[str, Any]) -> str:
                      f"{r['best_epoch']}/{r['epochs']} | {r['train_time_s']:.0f} s | {changed} |")
     captions = {
         "val_curves": "Validation accuracy per epoch (mean ± std over seeds)",
-        "delay_histograms": "Learned integer delays at initialisation and after the last epoch "
+        "delay_histograms": "Learned integer delays at initialisation and in the selected model "
                             "(all seeds pooled)",
         "sigma": "Gaussian width σ of the learned delay kernels per epoch",
         "delays_changed": "Share of synapses whose integer delay changed, per layer",

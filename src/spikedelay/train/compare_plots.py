@@ -68,7 +68,7 @@ def plot_val_curves(results: dict[str, Any], path: Path) -> Path:
 
 
 def plot_delay_histograms(results: dict[str, Any], path: Path, variant: str = "learned") -> Path:
-    """Integer delays at init and after the last epoch, one panel per delay layer, seeds pooled."""
+    """Integer delays at init and in the selected model, one panel per delay layer, seeds pooled."""
     names = [n for n in _runs_of(results, variant) if n in results["_delays"]]
     n_layers = len(results["_delays"][names[0]][0])
     max_delay = results["budget"]["model"]["max_delay"]
@@ -76,7 +76,8 @@ def plot_delay_histograms(results: dict[str, Any], path: Path, variant: str = "l
     bins = np.arange(max_delay + 1) - 0.5
     for i in range(n_layers):
         ax = fig.add_subplot(1, n_layers, i + 1)
-        for stage, colour, label in ((0, "#7f7f7f", "init"), (1, COLOURS["learned"], "end")):
+        stages = ((0, "#7f7f7f", "init"), (1, COLOURS["learned"], "selected model"))
+        for stage, colour, label in stages:
             d = np.concatenate([results["_delays"][n][stage][i].flatten().numpy() for n in names])
             ax.hist(d, bins=bins, histtype="step", color=colour, linewidth=1.5, label=label,
                     density=True)
