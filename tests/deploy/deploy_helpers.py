@@ -1,4 +1,4 @@
-"""Deploy fixtures: small DelaySNNs with realistic (non-trivial) BatchNorm and delays, and run
+"""Deploy test helpers: small DelaySNNs with realistic (non-trivial) BatchNorm and delays, and run
 folders in the layout ``spikedelay train`` writes (checkpoint via ``save_checkpoint``)."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import torch
 
 from spikedelay.config import ModelConfig, RunConfig, dump_config
@@ -31,11 +30,14 @@ def randomised_model(cfg: ModelConfig, seed: int = 0) -> DelaySNN:
 
 
 def save_run(run_dir: Path, model: DelaySNN, *, framing: dict | None = None,
-             class_names: list[str] | None = None, epochs: int = 3) -> Path:
+             class_names: list[str] | None = None, epochs: int = 3,
+             data_root: Path | None = None) -> Path:
     """Write a run folder as train/run.py does (config.yaml, best/last checkpoints, metrics)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = RunConfig(model=model.cfg)
     cfg.train.epochs = epochs
+    cfg.data.root = None if data_root is None else str(data_root)
+    cfg.data.cache = False
     framing = framing or {"bin_ms": 10.0, "n_channels": model.cfg.in_features * 5,
                           "channel_group": 5, "max_frames": None, "dataset": "synthdigits"}
     names = class_names or [f"class{i}" for i in range(model.cfg.n_classes)]
@@ -51,9 +53,3 @@ def save_run(run_dir: Path, model: DelaySNN, *, framing: dict | None = None,
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (run_dir / "metrics.json").write_text(json.dumps({"test_acc": 0.4, "val_acc": 0.3}))
     return run_dir
-
-
-@pytest.fixture
-def tiny_cfg() -> ModelConfig:
-    return ModelConfig(in_features=12, hidden=[16, 10], n_classes=4, max_delay=7,
-                       kernel_count=2, dropout=0.0)

@@ -12,7 +12,7 @@ import nir
 import numpy as np
 import pytest
 import torch
-from conftest import randomised_model, save_run
+from deploy_helpers import randomised_model, save_run
 
 import spikedelay
 from spikedelay.deploy.export import export, load_exported, to_nir

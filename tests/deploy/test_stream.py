@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA, randomised_model, save_run
+from deploy_helpers import SHARED_DATA, randomised_model, save_run
 
 from spikedelay.config import ModelConfig
 from spikedelay.deploy.net import from_model, from_run

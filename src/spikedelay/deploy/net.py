@@ -180,7 +180,10 @@ def load_run_model(run_dir: str | Path, checkpoint: str = "best.safetensors"):
         path = path / checkpoint
     state = load_checkpoint(path)
     try:
-        cfg = config_from_dict(state["config"])
+        # the model does not need the data: a run whose data folder moved must still load
+        raw = {k: dict(v) if isinstance(v, dict) else v for k, v in state["config"].items()}
+        raw.get("data", {})["root"] = None
+        cfg = config_from_dict(raw)
         model = DelaySNN(cfg.model)
         model.load_state_dict(state["model"])
     except (KeyError, RuntimeError, ValueError) as err:

@@ -1,0 +1,109 @@
+"""`spikedelay report | export | stream` on a tiny run folder and tiny SHD-layout files. ~8 s."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from deploy_helpers import randomised_model, save_run
+
+from spikedelay.config import ModelConfig
+from spikedelay.data.framing import Framing
+from spikedelay.data.hdf5 import read_spike_file, write_spike_file
+from spikedelay.deploy import cli_commands, load_exported
+from spikedelay.deploy.net import from_run
+from spikedelay.deploy.report import write_report
+
+
+def _main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    for add in (cli_commands.add_stream_parser, cli_commands.add_export_parser,
+                cli_commands.add_report_parser):
+        add(sub)
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+@pytest.fixture(name="run_with_data")
+def _run_with_data(tmp_path, make_spike_set):
+    def write_set(path, s):
+        write_spike_file(path, s.times, s.units, s.labels, s.speakers, s.keys)
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_set(data / "shd_train.h5", make_spike_set(24, n_classes=3, seed=0))
+    write_set(data / "shd_test.h5", make_spike_set(9, n_classes=3, seed=1, speaker_offset=10))
+    cfg = ModelConfig(in_features=140, hidden=[24], n_classes=3, max_delay=5, dropout=0.0)
+    model = randomised_model(cfg, seed=7)
+    with torch.no_grad():
+        model.hidden[0].norm.running_var.fill_(0.05)  # make the sparse input drive spikes
+    run = save_run(tmp_path / "run", model, class_names=["zero", "one", "two"], data_root=data)
+    return run, data, model
+
+
+def test_report(run_with_data):
+    run, data, _ = run_with_data
+    out = write_report(run, samples=5)
+    text = out.read_text()
+    for png in ("curves.png", "delays.png", "raster.png"):
+        assert (run / "report" / png).stat().st_size > 1000
+        assert f"report/{png}" in text
+    assert "SOPs" in text and "trainable parameters: 6,912" in text
+    # the SOP total in the table equals a naive count: events × fan-out from the offline model
+    rec = read_spike_file(data / "shd_test.h5")
+    framing = Framing()
+    net = from_run(run)
+    total = 0
+    model = run_with_data[2]
+    for i in range(5):
+        x = torch.from_numpy(framing(rec.times[i], rec.units[i]))[None].double()
+        with torch.no_grad():
+            spikes = model.double().forward_recording(x).spikes
+        for inp, layer in zip([x] + spikes, net.layers, strict=True):
+            fan_out = np.count_nonzero(layer.weight[:, :, 0], axis=0)
+            total += (fan_out[None] * (inp[0].numpy() != 0)).sum()
+    m = re.search(r"\*\*total\*\* \| \| \| \| \| \*\*([\d.]+) ?(k?)\*\*", text)
+    got = float(m.group(1)) * (1000 if m.group(2) == "k" else 1)
+    assert got == pytest.approx(total / 5, rel=0.01)
+
+
+def test_report_without_data(tmp_path):
+    cfg = ModelConfig(in_features=140, hidden=[8], n_classes=3, max_delay=5)
+    run = save_run(tmp_path / "run", randomised_model(cfg), data_root=tmp_path / "nowhere")
+    text = write_report(run).read_text()
+    assert "Not computed" in text and "--data" in text
+
+
+def test_cli_export_and_stream(run_with_data, tmp_path, capsys):
+    run, data, model = run_with_data
+    out = tmp_path / "m.nir"
+    assert _main(["export", str(run), "--format", "nir", "--out", str(out)]) == 0
+    assert load_exported(out).n_classes == 3
+    assert _main(["stream", str(out), "--input", str(data / "shd_test.h5"), "--limit", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # predictions printed equal the offline model's
+    rec = read_spike_file(data / "shd_test.h5")
+    for i in range(3):
+        x = torch.from_numpy(Framing()(rec.times[i], rec.units[i]))[None]
+        with torch.no_grad():
+            v, _ = model.float()(x)
+        pred = int(torch.softmax(v[0], -1).sum(0).argmax())
+        assert f"prediction {pred} (" in [ln for ln in lines if ln.startswith(f"sample {i}:")][0]
+    assert _main(["stream", str(run), "--input", str(data / "shd_test.h5"), "--limit", "1",
+                  "--per-frame"]) == 0
+    assert "frame 1 (10 ms)" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # the cochlea's numba compile dominates (~10 s on a cold cache)
+def test_cli_stream_wav(run_with_data, tmp_path, capsys):
+    run, _, _ = run_with_data
+    t = np.arange(4800) / 16000
+    wav = tmp_path / "tone.wav"
+    soundfile.write(wav, 0.3 * np.sin(2 * np.pi * 440 * t), 16000)
+    assert _main(["stream", str(run), "--input", str(wav)]) == 0
+    assert "sample 0:" in capsys.readouterr().out
