@@ -216,6 +216,28 @@ def _data_info(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------- deploy
+@_command("stream")
+def _stream_parser(sub: argparse._SubParsersAction) -> None:
+    from spikedelay.deploy.cli_commands import add_stream_parser
+
+    add_stream_parser(sub)
+
+
+@_command("export")
+def _export_parser(sub: argparse._SubParsersAction) -> None:
+    from spikedelay.deploy.cli_commands import add_export_parser
+
+    add_export_parser(sub)
+
+
+@_command("report")
+def _report_parser(sub: argparse._SubParsersAction) -> None:
+    from spikedelay.deploy.cli_commands import add_report_parser
+
+    add_report_parser(sub)
+
+
 # ------------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
