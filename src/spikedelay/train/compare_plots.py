@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 COLOURS = {"none": "#7f7f7f", "fixed": "#1f77b4", "learned": "#d62728"}
+FIGURE_NAMES = ("val_curves", "delay_histograms", "sigma", "delays_changed")
 LABELS = {"none": "no delays", "fixed": "fixed random delays", "learned": "learned delays"}
 
 
@@ -135,4 +136,7 @@ def make_figures(results: dict[str, Any], folder: Path) -> dict[str, Path]:
         figures["sigma"] = plot_sigma(results, folder / "sigma.png")
     if any(r["delays_changed_per_layer"] for r in results["runs"]):
         figures["delays_changed"] = plot_delays_changed(results, folder / "delays_changed.png")
+    for name in FIGURE_NAMES:  # a study rerun with fewer variants must not keep stale figures
+        if name not in figures:
+            (folder / f"{name}.png").unlink(missing_ok=True)
     return figures
