@@ -45,7 +45,7 @@ class StreamProgram(NamedTuple):
 
     ints: np.ndarray  # (L, 8): n_in, n_out, ptr_base, v_base, ring_base, spiking, limit, -
     ptr: np.ndarray  # concatenated CSR row pointers (per layer n_in + 1, global positions)
-    off: np.ndarray  # (nnz,) int64: d · n_out + j (slot offset into the layer's ring)
+    off: np.ndarray  # (nnz,) uint32: d · n_out + j (slot offset into the layer's ring)
     w: np.ndarray  # (nnz,) float64
     fl: np.ndarray  # (L, 2): tau, threshold
     bias: np.ndarray  # concatenated per-layer biases (sum n_out,)
@@ -99,7 +99,7 @@ def compile_program(net: DeployedNet) -> StreamProgram:
         ptr = np.zeros(n_in + 1, dtype=np.int64)
         np.cumsum(np.bincount(i, minlength=n_in), out=ptr[1:])
         ptrs.append(ptr + nnz)
-        offs.append(off.astype(np.int64))
+        offs.append(off.astype(np.uint32))  # < 2·K·out; half the bandwidth of int64
         ws.append(w.astype(np.float64))
         biases.append(layer.bias.astype(np.float64))
         spiking = 1 if layer.neuron == "lif" else 0
@@ -158,6 +158,8 @@ def _advance(frames, live, ints, ptr, off, w, fl, bias, ring_len,
     h0 = head[0]
     for b in numba.prange(n_b):  # plain range in the serial variant
         h = h0
+        rg = ring[b]  # this stream's rings; unsigned indices below skip numba's wraparound
+        valid_e = np.empty(n_cls)  # softmax numerators
         for t in range(n_t):
             if live[b, t]:
                 fstep = 0
@@ -166,7 +168,7 @@ def _advance(frames, live, ints, ptr, off, w, fl, bias, ring_len,
                 fstep = flush[b]
             # -- layer 0: scatter the non-zero entries of the input frame
             if fstep == 0:
-                base0 = ints[0, 4] + h * ints[0, 1]
+                base0 = np.uint64(ints[0, 4] + h * ints[0, 1])
                 p0 = ints[0, 2]
                 for i in range(ints[0, 0]):
                     a = frames[b, t, i]
@@ -176,7 +178,7 @@ def _advance(frames, live, ints, ptr, off, w, fl, bias, ring_len,
                         events[b, 0] += 1.0
                         synops[b, 0] += hi - lo
                         for s in range(lo, hi):
-                            ring[b, base0 + off[s]] += a * w[s]
+                            rg[base0 + off[s]] += a * w[s]
             for layer in range(n_layers):
                 n_out = ints[layer, 1]
                 vb = ints[layer, 3]
@@ -187,12 +189,12 @@ def _advance(frames, live, ints, ptr, off, w, fl, bias, ring_len,
                     thr = fl[layer, 1]
                     emit = fstep <= ints[layer, 6]
                     nxt = layer + 1
-                    base2 = ints[nxt, 4] + h * ints[nxt, 1]
+                    base2 = np.uint64(ints[nxt, 4] + h * ints[nxt, 1])
                     p2 = ints[nxt, 2]
                     for j in range(n_out):
-                        x = (ring[b, rb + j] + ring[b, rb_hi + j]) + bias[vb + j]
-                        ring[b, rb + j] = 0.0
-                        ring[b, rb_hi + j] = 0.0
+                        x = (rg[rb + j] + rg[rb_hi + j]) + bias[vb + j]
+                        rg[rb + j] = 0.0
+                        rg[rb_hi + j] = 0.0
                         vv = v[b, vb + j]
                         hh = vv - vv / tau + x
                         if hh >= thr:
@@ -203,16 +205,16 @@ def _advance(frames, live, ints, ptr, off, w, fl, bias, ring_len,
                                 events[b, nxt] += 1.0
                                 synops[b, nxt] += hi - lo
                                 for s in range(lo, hi):
-                                    ring[b, base2 + off[s]] += w[s]
+                                    rg[base2 + off[s]] += w[s]
                         else:
                             v[b, vb + j] = hh
                 else:  # LI readout: its potential is the output
                     ok = fstep <= ints[layer, 6]
                     vmax = -np.inf
                     for j in range(n_out):
-                        x = (ring[b, rb + j] + ring[b, rb_hi + j]) + bias[vb + j]
-                        ring[b, rb + j] = 0.0
-                        ring[b, rb_hi + j] = 0.0
+                        x = (rg[rb + j] + rg[rb_hi + j]) + bias[vb + j]
+                        rg[rb + j] = 0.0
+                        rg[rb_hi + j] = 0.0
                         vv = v[b, vb + j]
                         hh = vv - vv / tau + x
                         v[b, vb + j] = hh
@@ -225,9 +227,11 @@ def _advance(frames, live, ints, ptr, off, w, fl, bias, ring_len,
                         steps[b] += 1
                         tot = 0.0
                         for j in range(n_cls):
-                            tot += np.exp(v_out[b, t, j] - vmax)
+                            e = np.exp(v_out[b, t, j] - vmax)
+                            valid_e[j] = e
+                            tot += e
                         for j in range(n_cls):
-                            scores[b, j] += np.exp(v_out[b, t, j] - vmax) / tot
+                            scores[b, j] += valid_e[j] / tot
             h = h + 1 if h + 1 < ring_len else 0
     head[0] = (h0 + n_t) % ring_len
 
@@ -304,7 +308,13 @@ class Stream:
         self.net = net if isinstance(net, DeployedNet) else None
         self.n_streams = int(n_streams)
         self.state = initial_state(self.prog, self.n_streams)
-        self._flush_steps = (int(self.prog.ints[-1, 6]))
+        self._flush_steps = int(self.prog.ints[-1, 6])
+        p = self.prog
+        self._n_in = p.in_features
+        self._prog_args = (p.ints, p.ptr, p.off, p.w, p.fl, p.bias, p.ring_len)
+        self._x1 = np.zeros((self.n_streams, 1, p.in_features))
+        self._live1 = np.ones((self.n_streams, 1), dtype=np.bool_)
+        self._valid1 = np.zeros((self.n_streams, 1), dtype=np.bool_)
 
     def _shape(self, frames: np.ndarray) -> tuple[np.ndarray, int]:
         frames = np.asarray(frames)
@@ -319,7 +329,15 @@ class Stream:
     def push(self, frames: np.ndarray) -> np.ndarray:
         """Feed frames to every stream; returns their readout potentials (see class doc)."""
         x, ndim = self._shape(frames)
-        v, _, _ = stream_step(self.prog, x, self.state)
+        if x.shape[1] == 1 and x.shape[0] == self.n_streams and x.shape[2] == self._n_in:
+            # one step: skip the generic checks and allocations (they cost more than the step)
+            if self.state.flush.any():
+                raise ValueError("a stream was finished: reset() it before new input")
+            self._x1[...] = x
+            v = np.empty((self.n_streams, 1, self.prog.n_classes))
+            _kernel(False)(self._x1, self._live1, *self._prog_args, *self.state, v, self._valid1)
+        else:
+            v, _, _ = stream_step(self.prog, x, self.state)
         return v[0, 0] if ndim == 1 else v[0] if ndim == 2 else v
 
     def finish(self) -> np.ndarray:
