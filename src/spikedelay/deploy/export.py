@@ -19,11 +19,11 @@ where ``W_d`` (out, in) keeps the weights of the synapses whose delay is ``d`` a
 elsewhere; the branches sum at the neuron node (NIR adds all edges into a node). The first
 branch is an ``Affine`` carrying the folded BatchNorm shift as its bias (added after the delay,
 so it is constant from t = 0). Trade-off: at most ``K`` Delay + ``K`` Linear nodes per layer
-and ``K``× dense weight storage (zeros included: SHD recipe ≈ 5.4 M stored floats for 0.2 M
+and ``K``× dense weight storage (zeros included: SHD recipe ≈ 2.7 M stored floats for 0.106 M
 synapses), but the graph is plain NIR that any simulator with ``Delay`` runs, and the delays
 stay exact. The alternative, one channel per synapse (fan-out matrix ▶ Delay of ``in·out``
-channels ▶ weights), needs ``in·out`` channels and two ``in·out``-wide dense matrices, larger
-still; a sparse-aware consumer can drop the zeros of ``W_d`` either way.
+channels ▶ weights), stores ``in²·out + out²·in`` floats (≈ 49 M for the SHD recipe); a
+sparse-aware consumer can drop the zeros of ``W_d`` either way.
 
 Neurons. Our discrete LIF ``H = V - V/τ + I`` is NIR's ``LIF`` ``τ_c dv/dt = (v_leak - v) + R·I``
 integrated by forward Euler with step ``dt`` (the frame, ``bin_ms``) when
