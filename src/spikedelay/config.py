@@ -9,6 +9,7 @@ without ``exec``).
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -155,6 +156,9 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _type_ok(value: Any, hint: Any) -> bool:
     origin = typing.get_origin(hint)
     if hint is Any:
@@ -253,6 +257,8 @@ def build_config(raw: dict[str, Any]) -> RunConfig:
                 continue
             if isinstance(value, int) and not isinstance(value, bool) and hints[key] is float:
                 value = float(value)
+            if isinstance(value, str) and _type_ok(0.5, hints[key]) and _FLOAT.fullmatch(value):
+                value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
             if not _type_ok(value, hints[key]):
                 problems.append(
                     f"{name}.{key} = {value!r}: must be {_describe(hints[key])}"

@@ -104,8 +104,8 @@ def train_epoch(
         if not bool(finite):
             raise TrainingDiverged(
                 f"non-finite loss or gradient at epoch {epoch + 1}, step {step + 1} "
-                f"(loss = {loss.item():.4g}); stopped before applying it, the last good "
-                "checkpoint is kept. Try a lower train.lr or check the input data for NaNs."
+                f"(loss = {loss.item():.4g}); stopped before applying it. Try a lower "
+                "train.lr or check the input data for NaNs."
             )
         for opt in optimizers:
             opt.step()

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from spikedelay.config import RunConfig, config_from_dict, dump_config
-from spikedelay.errors import CheckpointError, ConfigError
+from spikedelay.errors import CheckpointError, ConfigError, TrainingDiverged
 from spikedelay.train.checkpoint import (
     atomic_write_bytes,
     load_checkpoint,
@@ -360,11 +360,16 @@ def _train_run(cfg: RunConfig, run_dir: Path, world: World | None,
                     group["lr"] = position_lr_at(epoch, base_lr=cfg.train.lr_positions,
                                                  epochs=cfg.train.epochs)
             lr = optim.weights.param_groups[0]["lr"]
-            stats = train_epoch(
-                net, _batches(train_set, cfg, shuffle=True, generator=generator), optim.all(),
-                masked_loss=cfg.train.masked_loss, epoch=epoch,
-                after_step=model.clamp_positions_, world=world,
-            )
+            try:
+                stats = train_epoch(
+                    net, _batches(train_set, cfg, shuffle=True, generator=generator),
+                    optim.all(), masked_loss=cfg.train.masked_loss, epoch=epoch,
+                    after_step=model.clamp_positions_, world=world,
+                )
+            except TrainingDiverged as err:
+                kept = (f"{last_path} (after epoch {epoch}) is unchanged"
+                        if epoch > 0 else "no checkpoint had been written yet")
+                raise TrainingDiverged(f"{err}\nThe last good checkpoint: {kept}.") from None
             optim.schedule.step()
             row: dict[str, Any] = {
                 "epoch": epoch + 1, "sigma": sigma, "lr": lr,
