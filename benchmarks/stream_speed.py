@@ -52,7 +52,7 @@ def load_frames(data: str | None, n: int, seed: int) -> list[np.ndarray]:
     return [rng.poisson(96 / 140, size=(55, 140)).astype(np.float32) for _ in range(n)]
 
 
-def calibrated_model(frames: list[np.ndarray]) -> DelaySNN:
+def calibrated_model(frames: list[np.ndarray], drive: float = 1.0) -> DelaySNN:
     torch.manual_seed(0)
     model = DelaySNN(ModelConfig(dropout=0.0)).eval()
     lengths = torch.tensor([len(f) for f in frames])
@@ -66,7 +66,7 @@ def calibrated_model(frames: list[np.ndarray]) -> DelaySNN:
             hl = block.delay.output_length(hl)
             mask = torch.arange(y.shape[1])[None] < hl[:, None]
             block.norm.running_mean.copy_(y[mask].mean(0))
-            block.norm.running_var.copy_(y[mask].var(0))
+            block.norm.running_var.copy_(y[mask].var(0) / drive**2)
             h = block.lif(block.norm(y)) * mask[..., None]
     return model
 
@@ -85,6 +85,8 @@ def main() -> None:
     ap.add_argument("--data", help="SHD-layout folder whose test words are streamed")
     ap.add_argument("--run", help="a run folder to benchmark instead of the random SHD net")
     ap.add_argument("--utterances", type=int, default=64)
+    ap.add_argument("--drive", type=float, default=1.0,
+                    help="BatchNorm output std (random net): lower = sparser hidden spiking")
     ap.add_argument("--repeats", type=int, default=3, help="best of N")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
@@ -95,7 +97,7 @@ def main() -> None:
         net = from_run(args.run)
         model = None
     else:
-        model = calibrated_model(frames[:32])
+        model = calibrated_model(frames[:32], args.drive)
         net = from_model(model)
     prog = compile_program(net)
     bin_s = net.bin_ms / 1000
@@ -159,7 +161,8 @@ def main() -> None:
     rates = [float(state.events[:, l + 1].sum() / (net.layers[l].out_features * steps[l].sum()))
              for l in range(len(net.layers) - 1)]
     res = {
-        "network": "run " + args.run if args.run else "SHD recipe 140-256-256-20, K=25 (random)",
+        "network": "run " + args.run if args.run else
+        f"SHD recipe 140-256-256-20, K=25 (random, drive {args.drive:g})",
         "input": args.data or "Poisson, 96 spikes/frame",
         "utterances": len(frames), "audio_s": float(audio_s),
         "mean_frames": float(lengths.mean()), "flush_steps": net.flush_steps,
