@@ -159,7 +159,9 @@ def _advance(frames, live, ints, ptr, off, w, fl, bias, ring_len,
     for b in numba.prange(n_b):  # plain range in the serial variant
         h = h0
         rg = ring[b]  # this stream's rings; unsigned indices below skip numba's wraparound
+        vrow = v[b]
         valid_e = np.empty(n_cls)  # softmax numerators
+        spk = np.empty(v.shape[1], dtype=np.bool_)  # spikes of the current layer
         for t in range(n_t):
             if live[b, t]:
                 fstep = 0
@@ -191,23 +193,25 @@ def _advance(frames, live, ints, ptr, off, w, fl, bias, ring_len,
                     nxt = layer + 1
                     base2 = np.uint64(ints[nxt, 4] + h * ints[nxt, 1])
                     p2 = ints[nxt, 2]
+                    # pass 1 has no scatter, so the compiler can vectorise it
                     for j in range(n_out):
                         x = (rg[rb + j] + rg[rb_hi + j]) + bias[vb + j]
                         rg[rb + j] = 0.0
                         rg[rb_hi + j] = 0.0
-                        vv = v[b, vb + j]
+                        vv = vrow[vb + j]
                         hh = vv - vv / tau + x
-                        if hh >= thr:
-                            v[b, vb + j] = 0.0
-                            if emit:
+                        fired = hh >= thr
+                        spk[j] = fired
+                        vrow[vb + j] = 0.0 if fired else hh
+                    if emit:  # pass 2: scatter the spikes into the next layer's ring
+                        for j in range(n_out):
+                            if spk[j]:
                                 lo = ptr[p2 + j]
                                 hi = ptr[p2 + j + 1]
                                 events[b, nxt] += 1.0
                                 synops[b, nxt] += hi - lo
                                 for s in range(lo, hi):
                                     rg[base2 + off[s]] += w[s]
-                        else:
-                            v[b, vb + j] = hh
                 else:  # LI readout: its potential is the output
                     ok = fstep <= ints[layer, 6]
                     vmax = -np.inf
