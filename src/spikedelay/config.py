@@ -231,9 +231,29 @@ def _range_problems(cfg: RunConfig) -> list[str]:
          d.val_fraction, "> 0 with the validation protocol"),
     ]
     problems = [f"{key} = {val!r}: must be {allowed}" for ok, key, val, allowed in checks if not ok]
-    if d.root is not None and not Path(d.root).expanduser().is_dir():
-        problems.append(f"data.root = {d.root!r}: folder does not exist")
+    problems += _data_problems(d)
     return problems
+
+
+def _data_problems(d: DataConfig) -> list[str]:
+    """A missing data folder, or one without the split files, is caught before any work."""
+    if d.root is None:
+        return []
+    root = Path(d.root).expanduser()
+    if not root.is_dir():
+        what = "is a file, not a folder" if root.exists() else "folder does not exist"
+        return [f"data.root = {d.root!r}: {what}"]
+    if d.dataset == "gsc":
+        return []  # its folder layout is checked by the GSC reader
+    from spikedelay.data.hdf5 import find_split_files  # h5py only when a folder is given
+    from spikedelay.errors import DataError
+
+    try:
+        find_split_files(root, d.dataset)
+    except DataError as err:
+        why = str(err).removeprefix(f"{root}: ").replace("\n", "\n    ")
+        return [f"data.root = {d.root!r}: {why}"]
+    return []
 
 
 def build_config(raw: dict[str, Any]) -> RunConfig:
