@@ -147,10 +147,13 @@ def reference_optimizers(net):
 
 # -- (b) spikedelay --------------------------------------------------------------------------------
 def spikedelay_config(args, dropout):
+    from importlib import resources
+
     from spikedelay.config import load_config
 
     hidden = "[" + ",".join(str(h) for h in args.hidden_sizes) + "]"
-    return load_config("shd", [
+    recipe = resources.files("spikedelay") / "configs" / "shd.yaml"  # not a ./shd in the cwd
+    return load_config(str(recipe), [
         f"model.hidden={hidden}", f"model.max_delay={args.max_delay}",
         f"model.dropout={dropout}", f"train.batch_size={args.batch}",
     ])

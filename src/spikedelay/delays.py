@@ -70,14 +70,27 @@ def delays_to_positions(delays: Tensor, max_delay: int, dtype: torch.dtype | Non
 
 
 def gaussian_kernel(
-    weight: Tensor, position: Tensor, sigma: Tensor | float, max_delay: int
+    weight: Tensor, position: Tensor, sigma: Tensor | float, max_delay: int, *, fused: bool = True
 ) -> Tensor:
     """Dense delay kernel from Gaussian-interpolated positions (dcls ``version="gauss"``).
 
     Shapes: weight (out, in, kc), position (out, in, kc), sigma scalar → kernel (out, in, K).
     Differentiable in ``weight`` and ``position`` (and ``sigma``). Positions are *not* clamped
     here (dcls neither): call :meth:`DelayedLinear.clamp_positions_` after each optimiser step.
+
+    ``fused=True`` uses :func:`spikedelay.ops.gaussian.fused_gaussian_kernel` where it applies
+    (CPU, float32/64, σ not requiring a gradient): same numbers, one pass each way, the kernel
+    returned as a view of tap-major memory. Otherwise the autograd version below.
     """
+    if (
+        fused
+        and weight.device.type == "cpu"
+        and weight.dtype in (torch.float32, torch.float64)
+        and not (isinstance(sigma, Tensor) and sigma.requires_grad)
+    ):
+        from spikedelay.ops.gaussian import fused_gaussian_kernel
+
+        return fused_gaussian_kernel(weight, position, abs(float(sigma)) + SIGMA_OFFSET, max_delay)
     taps = torch.arange(max_delay, device=position.device, dtype=position.dtype)
     sigma_eff = torch.as_tensor(sigma, dtype=position.dtype, device=position.device).abs()
     sigma_eff = sigma_eff + SIGMA_OFFSET

@@ -12,10 +12,12 @@ multiply-adds per synapse and sample instead of ``K·T'``, whatever ``K`` or σ 
 Everything is expressed as real matrix products, so autograd gives the exact backward with
 BLAS-speed matmuls only (no complex kernels, no FFT plans; cuBLAS on GPU):
 
-* forward DFT: ``X = D @ x`` with ``D`` (2F, T) holding ``cos`` / ``-sin`` rows (``F = N//2+1``);
-* per frequency a complex matmul ``X[f] @ H[f]`` as three real batched matmuls (Gauss's trick:
-  ``Re X Re H``, ``Im X Im H`` and ``(Re X + Im X)(Re H + Im H)``);
-* inverse DFT restricted to the output steps: ``y = E @ Y`` with ``E`` (T', 2F).
+* forward DFTs ``D @ x`` and ``Dk @ kernel``, each one matmul over time that yields the three
+  operands of Gauss's complex product per frequency: ``Re``, ``Im``, ``Re + Im``
+  (``F = N//2 + 1`` frequencies, ``3F`` rows);
+* one batched matmul over the ``3F`` rows: ``Re X Re H``, ``Im X Im H``,
+  ``(Re X + Im X)(Re H + Im H)`` — a complex matmul for the price of three real ones;
+* one matmul ``E @ P`` that combines the three products and inverts the DFT at the output steps.
 
 A DFT by matmul costs ``O(T·N)`` per series instead of an FFT's ``O(N log N)``, but it is one
 large BLAS call, its length needs no nice factors, and it stays small next to the frequency
@@ -40,21 +42,23 @@ def _dft_matrices(
     n: int, length: int, taps: int, shift: int, t_out: int, device: torch.device,
     dtype: torch.dtype,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``(D (2F, T), Dk (2F, K), E (T', 2F))`` for an FFT length ``n`` (computed in float64).
+    """``(Dx (3F, T), Dk (3F, K), E (T', 3F))`` for a DFT of length ``n`` (built in float64).
 
-    Row ``2f`` of ``D`` is ``cos(2π f t / n)``, row ``2f + 1`` is ``-sin(2π f t / n)``, so
-    ``D @ x`` gives ``Re, Im`` of the DFT interleaved per frequency. ``E`` maps the ``F = n//2+1``
-    spectra back to time steps ``shift … shift + T' - 1`` of the circular convolution (the
-    ``irfft`` formula: weight 1 for the DC and Nyquist terms, 2 for the others, over ``n``).
-    Constant small matrices: cached per shape (a few hundred kB each).
+    Each forward matrix has three blocks of ``F = n//2 + 1`` rows, the three operands of Gauss's
+    complex product: ``Re``, ``Im`` and ``Re + Im`` of the DFT (``cos``, ``-sin``, their sum).
+    ``Dk`` also flips the kernel (``h[m] = kernel[K-1-m]``). ``E`` maps the three real products
+    ``P0 = Re X Re H``, ``P1 = Im X Im H``, ``P2 = (Re X + Im X)(Re H + Im H)`` straight to time
+    steps ``shift … shift + T' - 1`` of the circular convolution: ``Re Y = P0 - P1`` and
+    ``Im Y = P2 - P0 - P1`` folded into the ``irfft`` formula (weight 1 for the DC and Nyquist
+    terms, 2 for the others, over ``n``). Small constants, cached per shape.
     """
     n_freq = n // 2 + 1
     f = torch.arange(n_freq, dtype=torch.float64)
 
-    def forward_rows(count: int) -> Tensor:
-        t = torch.arange(count, dtype=torch.float64)
-        angle = 2 * math.pi * torch.outer(f, t) / n  # (F, count)
-        return torch.stack([torch.cos(angle), -torch.sin(angle)], dim=1).reshape(2 * n_freq, count)
+    def forward_rows(steps: Tensor) -> Tensor:
+        angle = 2 * math.pi * torch.outer(f, steps) / n  # (F, count)
+        re, im = torch.cos(angle), -torch.sin(angle)
+        return torch.cat([re, im, re + im], dim=0)
 
     t = torch.arange(shift, shift + t_out, dtype=torch.float64)
     angle = 2 * math.pi * torch.outer(t, f) / n  # (T', F)
@@ -62,12 +66,11 @@ def _dft_matrices(
     weight[0] = 1.0
     if n % 2 == 0:
         weight[-1] = 1.0
-    inverse = torch.stack([torch.cos(angle) * weight, -torch.sin(angle) * weight], dim=2)
-    inverse = inverse.reshape(t_out, 2 * n_freq) / n
-    return tuple(
-        m.to(device=device, dtype=dtype).contiguous()
-        for m in (forward_rows(length), forward_rows(taps), inverse)
-    )
+    e_re, e_im = torch.cos(angle) * weight / n, -torch.sin(angle) * weight / n
+    inverse = torch.cat([e_re - e_im, -e_re - e_im, e_im], dim=1)
+    d_x = forward_rows(torch.arange(length, dtype=torch.float64))
+    d_k = forward_rows(torch.arange(taps - 1, -1, -1, dtype=torch.float64))  # flipped kernel
+    return tuple(m.to(device=device, dtype=dtype).contiguous() for m in (d_x, d_k, inverse))
 
 
 def fft_size(length: int, max_delay: int, left: int, right: int) -> int:
@@ -82,6 +85,76 @@ def fft_size(length: int, max_delay: int, left: int, right: int) -> int:
     return max(length + max_delay - 1 - s, s + t_out, 1)
 
 
+def _row_chunk(rows: int, batch: int, n_in: int, n_out: int) -> int:
+    """Spectrum rows per chunk so that each temporary (rows, B, in|out) or (rows, in, out) stays
+    near 16 MB: bounded memory whatever the batch, one chunk for small problems."""
+    return max(1, min(rows, (1 << 22) // max(batch * n_in, batch * n_out, n_in * n_out)))
+
+
+class _DftConv(torch.autograd.Function):
+    """The DFT convolution with a hand-written backward that keeps only ``x`` and the kernel.
+
+    Autograd through the matmuls would keep the spectra ``X`` (3F/T ≈ 2× the size of ``x``) and
+    ``H`` (3F/K ≈ 8× the kernel) of every layer until the backward. Here the spectrum rows are
+    processed in chunks, each chunk's spectra are recomputed in the backward (≈20 % more
+    multiply-adds), and the results accumulate in place, so the temporaries stay at a few tens
+    of MB whatever the batch size.
+    """
+
+    @staticmethod
+    def forward(ctx, x, kernel, left, right):
+        batch, length, n_in = x.shape
+        n_out, _, taps = kernel.shape
+        t_out = length + left + right - taps + 1
+        shift = taps - 1 - left
+        n = fft_size(length, taps, left, right)
+        d_x, d_k, inv = _dft_matrices(n, length, taps, shift, t_out, x.device, x.dtype)
+        rows = d_x.shape[0]
+        x_tm = x.transpose(0, 1).reshape(length, batch * n_in)  # time-major copy
+        k_tm = kernel.permute(2, 1, 0).reshape(taps, n_in * n_out)  # free if stored tap-major
+        y_tm = x.new_zeros(t_out, batch * n_out)
+        step = _row_chunk(rows, batch, n_in, n_out)
+        for r0 in range(0, rows, step):
+            r1 = min(rows, r0 + step)
+            xf = (d_x[r0:r1] @ x_tm).view(r1 - r0, batch, n_in)
+            hf = (d_k[r0:r1] @ k_tm).view(r1 - r0, n_in, n_out)
+            prod = torch.bmm(xf, hf).view(r1 - r0, batch * n_out)  # the real products
+            y_tm.addmm_(inv[:, r0:r1], prod)  # combination + inverse DFT, accumulated
+        ctx.save_for_backward(x_tm, kernel)
+        ctx.geometry = (n, shift, t_out, step, batch, length, n_in)
+        return y_tm.view(t_out, batch, n_out).transpose(0, 1).contiguous()
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x_tm, kernel = ctx.saved_tensors
+        n, shift, t_out, step, batch, length, n_in = ctx.geometry
+        n_out, _, taps = kernel.shape
+        need_x, need_k = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        d_x, d_k, inv = _dft_matrices(n, length, taps, shift, t_out, x_tm.device, x_tm.dtype)
+        rows = d_x.shape[0]
+        k_tm = kernel.permute(2, 1, 0).reshape(taps, n_in * n_out)
+        g_tm = grad_y.transpose(0, 1).reshape(t_out, batch * n_out)
+        grad_x_tm = x_tm.new_zeros(length, batch * n_in) if need_x else None
+        grad_k_tm = x_tm.new_zeros(taps, n_in * n_out) if need_k else None
+        for r0 in range(0, rows, step):
+            r1 = min(rows, r0 + step)
+            grad_prod = (inv[:, r0:r1].T @ g_tm).view(r1 - r0, batch, n_out)
+            if need_k:
+                xf = (d_x[r0:r1] @ x_tm).view(r1 - r0, batch, n_in)
+                grad_hf = torch.bmm(xf.transpose(1, 2), grad_prod)
+                grad_k_tm.addmm_(d_k[r0:r1].T, grad_hf.view(r1 - r0, n_in * n_out))
+            if need_x:
+                hf = (d_k[r0:r1] @ k_tm).view(r1 - r0, n_in, n_out)
+                grad_xf = torch.bmm(grad_prod, hf.transpose(1, 2))
+                grad_x_tm.addmm_(d_x[r0:r1].T, grad_xf.view(r1 - r0, batch * n_in))
+        grad_x = grad_k = None
+        if need_x:
+            grad_x = grad_x_tm.view(length, batch, n_in).transpose(0, 1)
+        if need_k:
+            grad_k = grad_k_tm.view(taps, n_in, n_out).permute(2, 1, 0)  # stored tap-major
+        return grad_x, grad_k, None, None
+
+
 def fft_delay_conv(x: Tensor, kernel: Tensor, left: int, right: int) -> Tensor:
     """``delay_conv`` computed in the frequency domain; same contract, differentiable.
 
@@ -89,6 +162,7 @@ def fft_delay_conv(x: Tensor, kernel: Tensor, left: int, right: int) -> Tensor:
     ``left`` zeros before and ``right`` after.
 
     Shapes: x (B, T, in), kernel (out, in, K) → (B, T + left + right - K + 1, out), contiguous.
+    Memory kept for the backward: ``x`` and the kernel only.
     """
     batch, length, n_in = x.shape
     n_out, k_in, taps = kernel.shape
@@ -99,22 +173,7 @@ def fft_delay_conv(x: Tensor, kernel: Tensor, left: int, right: int) -> Tensor:
         length += left - (taps - 1)
         left = taps - 1
     t_out = length + left + right - taps + 1
-    if t_out <= 0 or length == 0:
-        return x.new_zeros(batch, max(t_out, 0), n_out)
-    shift = taps - 1 - left
-    n = fft_size(length, taps, left, right)
-    n_freq = n // 2 + 1
-    d_x, d_k, inv = _dft_matrices(n, length, taps, shift, t_out, x.device, x.dtype)
-    # Forward DFT of every (sample, feature) series: one batched matmul over time.
-    xf = torch.matmul(d_x, x).view(batch, n_freq, 2, n_in).permute(2, 1, 0, 3).contiguous()
-    x_re, x_im = xf.unbind(0)  # (F, B, in) each
-    h_tm = kernel.flip(-1).permute(2, 1, 0).reshape(taps, n_in * n_out)  # (K, in·out), by delay
-    h_re, h_im = (d_k @ h_tm).view(n_freq, 2, n_in, n_out).unbind(1)  # (F, in, out) each
-    # Complex matmul per frequency with three real ones (Gauss): 25 % fewer multiply-adds than
-    # four, forward and backward; the extra additions are O(B·in + in·out) per frequency.
-    p_re = torch.bmm(x_re, h_re)
-    p_im = torch.bmm(x_im, h_im)
-    p_mix = torch.bmm(x_re + x_im, h_re + h_im)
-    yf = torch.stack([p_re - p_im, p_mix - p_re - p_im], dim=2)  # (F, B, 2, out)
-    yf = yf.permute(1, 0, 2, 3).reshape(batch, 2 * n_freq, n_out)
-    return torch.matmul(inv, yf)  # inverse DFT at the output steps: (B, T', out)
+    if t_out <= 0 or length == 0 or batch == 0:
+        # Nothing to compute; "+ 0 · Σ kernel" keeps the output attached to the kernel's graph.
+        return x.new_zeros(batch, max(t_out, 0), n_out) + 0 * kernel.sum()
+    return _DftConv.apply(x, kernel.to(x.dtype), left, right)

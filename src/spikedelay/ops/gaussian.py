@@ -1,0 +1,144 @@
+"""Fused Gaussian delay-kernel builder (dcls ``version="gauss"``) with a closed-form backward.
+
+Same maths as :func:`spikedelay.delays.gaussian_kernel`: per synapse copy a normalised Gaussian
+over the ``K`` taps centred on ``c = p + K//2``, scaled by the weight::
+
+    g_k = exp(-½ ((k - c)/σ)²),   G = Σ_k g_k + 1e-7,   kernel[k] = Σ_copies w · g_k / G
+
+Autograd through the plain version keeps ~6 tensors of (out, in, kc, K) and runs ~25 passes over
+them per step. Here the forward writes the kernel once and the backward recomputes ``g`` per
+synapse and accumulates (``δ_k`` the incoming gradient)::
+
+    ∂L/∂w = A / G,   ∂L/∂p = w/σ² · (Σ_k δ_k g_k (k - c) / G - A · Σ_k g_k (k - c) / G²),
+    A = Σ_k δ_k g_k
+
+The kernel is stored tap-major, (K, in, out), and returned as the (out, in, K) view the callers
+expect, so that the DFT convolution reads it as a (K, in·out) matrix without a copy.
+CPU only (numba); σ is a constant here (the plain version also differentiates σ).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+NORM_EPS = 1e-7  # dcls' epsilon in the normalisation (also spikedelay.delays.NORM_EPS)
+
+_KERNELS: dict[str, object] = {}
+
+
+def _kernels() -> dict[str, object]:
+    if _KERNELS:
+        return _KERNELS
+    import numba
+
+    @numba.njit(parallel=True, cache=True)
+    def forward(weight, position, sigma, taps, out):  # pragma: no cover - compiled
+        n_out, n_in, copies = weight.shape
+        dt = weight.dtype.type
+        half = taps // 2
+        eps = dt(NORM_EPS)
+        for i in numba.prange(n_in):
+            g = np.empty(taps, dtype=weight.dtype)
+            for o in range(n_out):
+                for k in range(taps):
+                    out[k, i, o] = dt(0.0)
+                for c in range(copies):
+                    centre = position[o, i, c] + dt(half)
+                    total = dt(0.0)
+                    for k in range(taps):
+                        z = (dt(k) - centre) / sigma
+                        g[k] = math.exp(dt(-0.5) * z * z)
+                        total += g[k]
+                    total += eps
+                    w = weight[o, i, c]
+                    for k in range(taps):
+                        out[k, i, o] += w * (g[k] / total)
+
+    @numba.njit(parallel=True, cache=True)
+    def backward(weight, position, sigma, grad, grad_w, grad_p):  # pragma: no cover - compiled
+        n_out, n_in, copies = weight.shape
+        taps = grad.shape[0]
+        dt = weight.dtype.type
+        half = taps // 2
+        eps = dt(NORM_EPS)
+        inv_var = dt(1.0) / (sigma * sigma)
+        for i in numba.prange(n_in):
+            g = np.empty(taps, dtype=weight.dtype)
+            for o in range(n_out):
+                for c in range(copies):
+                    centre = position[o, i, c] + dt(half)
+                    total = dt(0.0)
+                    for k in range(taps):
+                        z = (dt(k) - centre) / sigma
+                        g[k] = math.exp(dt(-0.5) * z * z)
+                        total += g[k]
+                    total += eps
+                    a = dt(0.0)
+                    b = dt(0.0)
+                    m = dt(0.0)
+                    for k in range(taps):
+                        d = dt(k) - centre
+                        gd = grad[k, i, o] * g[k]
+                        a += gd
+                        b += gd * d
+                        m += g[k] * d
+                    grad_w[o, i, c] = a / total
+                    slope = b / total - a * m / (total * total)
+                    grad_p[o, i, c] = weight[o, i, c] * inv_var * slope
+
+    _KERNELS.update(forward=forward, backward=backward)
+    return _KERNELS
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return t.detach().numpy()
+
+
+class _GaussianKernel(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, weight: Tensor, position: Tensor, sigma_eff: float, taps: int) -> Tensor:
+        weight = weight.contiguous()
+        position = position.contiguous()
+        out = weight.new_empty(taps, weight.shape[1], weight.shape[0])
+        s = np.dtype(str(weight.dtype).removeprefix("torch.")).type(sigma_eff)
+        _kernels()["forward"](_np(weight), _np(position), s, taps, _np(out))
+        ctx.save_for_backward(weight, position)
+        ctx.sigma = s
+        return out.permute(2, 1, 0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        weight, position = ctx.saved_tensors
+        grad_tm = grad.permute(2, 1, 0).contiguous()  # free when grad is stored tap-major
+        grad_w = torch.empty_like(weight)
+        grad_p = torch.empty_like(position)
+        _kernels()["backward"](
+            _np(weight), _np(position), ctx.sigma, _np(grad_tm), _np(grad_w), _np(grad_p)
+        )
+        return grad_w, grad_p, None, None
+
+
+def fused_gaussian_kernel(
+    weight: Tensor, position: Tensor, sigma_eff: float, max_delay: int
+) -> Tensor:
+    """Dense kernel (out, in, K) — a view of (K, in, out) memory — from weights and positions.
+
+    Shapes: weight (out, in, kc), position (out, in, kc) → (out, in, K). ``sigma_eff`` is the
+    effective width ``|σ| + 0.27``. Differentiable in ``weight`` and ``position``; CPU tensors
+    of float32/float64 only.
+    """
+    if weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.float64):
+        raise ValueError("fused_gaussian_kernel runs on CPU float32/float64 tensors")
+    if weight.shape != position.shape or weight.dim() != 3:
+        raise ValueError(
+            f"weight and position must both be (out, in, kc), got {tuple(weight.shape)} and "
+            f"{tuple(position.shape)}"
+        )
+    return _GaussianKernel.apply(weight, position.to(weight.dtype), float(sigma_eff), max_delay)
+
+
+__all__ = ["fused_gaussian_kernel"]
