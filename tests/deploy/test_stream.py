@@ -168,3 +168,15 @@ def test_whole_synthdigits_test_set():
     # the event counts are the offline spike counts
     n_spikes = [float(s.sum()) for s in out.spikes]
     np.testing.assert_allclose(state.events[:, 1:].sum(0), n_spikes, rtol=1e-4)
+
+
+@pytest.mark.slow  # compiles the threaded kernel (~3 s, not cached)
+def test_threaded_streams_equal_serial(tiny_cfg):
+    model = randomised_model(tiny_cfg, seed=6)
+    prog = compile_program(from_model(model))
+    x, lengths = _inputs(7, 20, tiny_cfg.in_features, seed=6)
+    live = np.arange(20)[None] < lengths.numpy()[:, None]
+    a = stream_step(prog, x.numpy(), initial_state(prog, 7), live)
+    b = stream_step(prog, x.numpy(), initial_state(prog, 7), live, threads=True)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[2].scores, b[2].scores)

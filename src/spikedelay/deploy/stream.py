@@ -145,112 +145,124 @@ def reset_streams(state: StreamState, streams) -> None:
         getattr(state, name)[streams] = 0
 
 
-_KERNELS: dict[bool, object] = {}
+_JIT = {"cache": True, "boundscheck": False}
 
 
-def _advance(frames, live, ints, ptr, off, w, fl, bias, ring_len,
-             ring, v, flush, head, scores, events, synops, steps, v_out, valid):  # pragma: no cover
-    """The compiled loop: streams outer (each stream only touches its own rows, so the
-    parallel variant splits them over threads), steps inner (one stream's ring stays in cache)."""
-    n_b, n_t, _ = frames.shape
+@numba.njit(**_JIT)
+def _advance_stream(b, h0, frames, live, ints, ptr, off, w, fl, bias, ring_len,
+                    ring, v, flush, scores, events, synops, steps, v_out,
+                    valid):  # pragma: no cover - compiled
+    """Advance stream ``b`` (ring position ``h0`` at the first step) by ``T`` steps. It only
+    touches row ``b`` of every state array, so streams can run on different threads."""
+    n_t = frames.shape[1]
     n_layers = ints.shape[0]
     n_cls = v_out.shape[2]
+    h = h0
+    rg = ring[b]  # this stream's rings; unsigned indices below skip numba's wraparound
+    vrow = v[b]
+    valid_e = np.empty(n_cls)  # softmax numerators
+    spk = np.empty(v.shape[1], dtype=np.bool_)  # spikes of the current layer
+    for t in range(n_t):
+        if live[b, t]:
+            fstep = 0
+        else:
+            flush[b] += 1
+            fstep = flush[b]
+        # -- layer 0: scatter the non-zero entries of the input frame
+        if fstep == 0:
+            base0 = np.uint64(ints[0, 4] + h * ints[0, 1])
+            p0 = ints[0, 2]
+            for i in range(ints[0, 0]):
+                a = frames[b, t, i]
+                if a != 0.0:
+                    lo = ptr[p0 + i]
+                    hi = ptr[p0 + i + 1]
+                    events[b, 0] += 1.0
+                    synops[b, 0] += hi - lo
+                    for s in range(lo, hi):
+                        rg[base0 + off[s]] += a * w[s]
+        for layer in range(n_layers):
+            n_out = ints[layer, 1]
+            vb = ints[layer, 3]
+            rb = ints[layer, 4] + h * n_out
+            rb_hi = rb + ring_len * n_out  # the mirror slot h + K
+            tau = fl[layer, 0]
+            if ints[layer, 5] == 1:  # LIF, spikes scattered into the next layer's ring
+                thr = fl[layer, 1]
+                emit = fstep <= ints[layer, 6]
+                nxt = layer + 1
+                base2 = np.uint64(ints[nxt, 4] + h * ints[nxt, 1])
+                p2 = ints[nxt, 2]
+                # pass 1 has no scatter, so the compiler can vectorise it
+                for j in range(n_out):
+                    x = (rg[rb + j] + rg[rb_hi + j]) + bias[vb + j]
+                    rg[rb + j] = 0.0
+                    rg[rb_hi + j] = 0.0
+                    vv = vrow[vb + j]
+                    hh = vv - vv / tau + x
+                    fired = hh >= thr
+                    spk[j] = fired
+                    vrow[vb + j] = 0.0 if fired else hh
+                if emit:  # pass 2: scatter the spikes into the next layer's ring
+                    for j in range(n_out):
+                        if spk[j]:
+                            lo = ptr[p2 + j]
+                            hi = ptr[p2 + j + 1]
+                            events[b, nxt] += 1.0
+                            synops[b, nxt] += hi - lo
+                            for s in range(lo, hi):
+                                rg[base2 + off[s]] += w[s]
+            else:  # LI readout: its potential is the output
+                ok = fstep <= ints[layer, 6]
+                vmax = -np.inf
+                for j in range(n_out):
+                    x = (rg[rb + j] + rg[rb_hi + j]) + bias[vb + j]
+                    rg[rb + j] = 0.0
+                    rg[rb_hi + j] = 0.0
+                    vv = v[b, vb + j]
+                    hh = vv - vv / tau + x
+                    v[b, vb + j] = hh
+                    if j < n_cls:
+                        v_out[b, t, j] = hh
+                    if hh > vmax:
+                        vmax = hh
+                valid[b, t] = ok
+                if ok:
+                    steps[b] += 1
+                    tot = 0.0
+                    for j in range(n_cls):
+                        e = np.exp(v_out[b, t, j] - vmax)
+                        valid_e[j] = e
+                        tot += e
+                    for j in range(n_cls):
+                        scores[b, j] += valid_e[j] / tot
+        h = h + 1 if h + 1 < ring_len else 0
+
+
+@numba.njit(**_JIT)
+def _advance_serial(frames, live, ints, ptr, off, w, fl, bias, ring_len,
+                ring, v, flush, head, scores, events, synops, steps, v_out, valid):
     h0 = head[0]
-    for b in numba.prange(n_b):  # plain range in the serial variant
-        h = h0
-        rg = ring[b]  # this stream's rings; unsigned indices below skip numba's wraparound
-        vrow = v[b]
-        valid_e = np.empty(n_cls)  # softmax numerators
-        spk = np.empty(v.shape[1], dtype=np.bool_)  # spikes of the current layer
-        for t in range(n_t):
-            if live[b, t]:
-                fstep = 0
-            else:
-                flush[b] += 1
-                fstep = flush[b]
-            # -- layer 0: scatter the non-zero entries of the input frame
-            if fstep == 0:
-                base0 = np.uint64(ints[0, 4] + h * ints[0, 1])
-                p0 = ints[0, 2]
-                for i in range(ints[0, 0]):
-                    a = frames[b, t, i]
-                    if a != 0.0:
-                        lo = ptr[p0 + i]
-                        hi = ptr[p0 + i + 1]
-                        events[b, 0] += 1.0
-                        synops[b, 0] += hi - lo
-                        for s in range(lo, hi):
-                            rg[base0 + off[s]] += a * w[s]
-            for layer in range(n_layers):
-                n_out = ints[layer, 1]
-                vb = ints[layer, 3]
-                rb = ints[layer, 4] + h * n_out
-                rb_hi = rb + ring_len * n_out  # the mirror slot h + K
-                tau = fl[layer, 0]
-                if ints[layer, 5] == 1:  # LIF, spikes scattered into the next layer's ring
-                    thr = fl[layer, 1]
-                    emit = fstep <= ints[layer, 6]
-                    nxt = layer + 1
-                    base2 = np.uint64(ints[nxt, 4] + h * ints[nxt, 1])
-                    p2 = ints[nxt, 2]
-                    # pass 1 has no scatter, so the compiler can vectorise it
-                    for j in range(n_out):
-                        x = (rg[rb + j] + rg[rb_hi + j]) + bias[vb + j]
-                        rg[rb + j] = 0.0
-                        rg[rb_hi + j] = 0.0
-                        vv = vrow[vb + j]
-                        hh = vv - vv / tau + x
-                        fired = hh >= thr
-                        spk[j] = fired
-                        vrow[vb + j] = 0.0 if fired else hh
-                    if emit:  # pass 2: scatter the spikes into the next layer's ring
-                        for j in range(n_out):
-                            if spk[j]:
-                                lo = ptr[p2 + j]
-                                hi = ptr[p2 + j + 1]
-                                events[b, nxt] += 1.0
-                                synops[b, nxt] += hi - lo
-                                for s in range(lo, hi):
-                                    rg[base2 + off[s]] += w[s]
-                else:  # LI readout: its potential is the output
-                    ok = fstep <= ints[layer, 6]
-                    vmax = -np.inf
-                    for j in range(n_out):
-                        x = (rg[rb + j] + rg[rb_hi + j]) + bias[vb + j]
-                        rg[rb + j] = 0.0
-                        rg[rb_hi + j] = 0.0
-                        vv = v[b, vb + j]
-                        hh = vv - vv / tau + x
-                        v[b, vb + j] = hh
-                        if j < n_cls:
-                            v_out[b, t, j] = hh
-                        if hh > vmax:
-                            vmax = hh
-                    valid[b, t] = ok
-                    if ok:
-                        steps[b] += 1
-                        tot = 0.0
-                        for j in range(n_cls):
-                            e = np.exp(v_out[b, t, j] - vmax)
-                            valid_e[j] = e
-                            tot += e
-                        for j in range(n_cls):
-                            scores[b, j] += valid_e[j] / tot
-            h = h + 1 if h + 1 < ring_len else 0
-    head[0] = (h0 + n_t) % ring_len
+    for b in range(frames.shape[0]):  # streams outer: one stream's rings stay in cache
+        _advance_stream(b, h0, frames, live, ints, ptr, off, w, fl, bias, ring_len, ring, v,
+                        flush, scores, events, synops, steps, v_out, valid)
+    head[0] = (h0 + frames.shape[1]) % ring_len
+
+
+@numba.njit(parallel=True, **_JIT)
+def _advance_parallel(frames, live, ints, ptr, off, w, fl, bias, ring_len,
+                ring, v, flush, head, scores, events, synops, steps, v_out, valid):
+    h0 = head[0]
+    for b in numba.prange(frames.shape[0]):
+        _advance_stream(b, h0, frames, live, ints, ptr, off, w, fl, bias, ring_len, ring, v,
+                        flush, scores, events, synops, steps, v_out, valid)
+    head[0] = (h0 + frames.shape[1]) % ring_len
 
 
 def _kernel(parallel: bool = False):
-    """The compiled loop, serial or split over numba's threads; compiled (or loaded from
-    numba's on-disk cache) on first use."""
-    kernel = _KERNELS.get(parallel)
-    if kernel is None:
-        # Only the serial variant is cached: numba's cache key ignores `parallel`, so caching
-        # both would let one load the other's machine code. Threads are for batch throughput,
-        # where a one-off compile (~3 s) matters less.
-        kernel = numba.njit(cache=not parallel, parallel=parallel, boundscheck=False)(_advance)
-        _KERNELS[parallel] = kernel
-    return kernel
+    """The compiled loop over streams, serial or split over numba's threads (compiled, or
+    loaded from numba's on-disk cache, on first call)."""
+    return _advance_parallel if parallel else _advance_serial
 
 
 def stream_step(prog: StreamProgram, frames: np.ndarray, state: StreamState,
