@@ -184,7 +184,7 @@ def read_spike_file(path: str | os.PathLike, *, n_channels: int = N_CHANNELS) ->
     source = _open_bytes(path)
     try:
         f = h5py.File(source, "r")
-    except OSError as err:
+    except (OSError, OverflowError, ValueError) as err:  # a damaged superblock can overflow
         raise DataError(f"{path}: not a readable HDF5 file, truncated or corrupt ({err})") from None
     try:
         with f:
@@ -202,7 +202,7 @@ def read_spike_file(path: str | os.PathLike, *, n_channels: int = N_CHANNELS) ->
                 class_names = [_decode(k) for k in np.asarray(f["extra/keys"][()]).reshape(-1)]
     except DataError:
         raise
-    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as err:
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError, OverflowError) as err:
         # h5py reports a cut-off file lazily, when a dataset's chunks are read.
         raise DataError(f"{path}: truncated or corrupt HDF5 data ({err})") from None
     finally:
