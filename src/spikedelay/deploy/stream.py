@@ -331,6 +331,12 @@ class Stream:
         self._x1 = np.zeros((self.n_streams, 1, p.in_features))
         self._live1 = np.ones((self.n_streams, 1), dtype=np.bool_)
         self._valid1 = np.zeros((self.n_streams, 1), dtype=np.bool_)
+        self._v1 = np.zeros((self.n_streams, 1, p.n_classes))
+        # the state arrays are updated (and reset) in place, so one argument tuple serves
+        self._args1 = (self._x1, self._live1, *self._prog_args, *self.state, self._v1,
+                       self._valid1)
+        self._step1 = _kernel(False)
+        self._finished = False
 
     def _shape(self, frames: np.ndarray) -> tuple[np.ndarray, int]:
         frames = np.asarray(frames)
@@ -344,21 +350,23 @@ class Stream:
 
     def push(self, frames: np.ndarray) -> np.ndarray:
         """Feed frames to every stream; returns their readout potentials (see class doc)."""
-        x, ndim = self._shape(frames)
-        if x.shape[1] == 1 and x.shape[0] == self.n_streams and x.shape[2] == self._n_in:
+        frames = np.asarray(frames)
+        one = frames.ndim == 1 and self.n_streams == 1
+        if one and frames.shape[0] == self._n_in or frames.shape == self._x1.shape:
             # one step: skip the generic checks and allocations (they cost more than the step)
-            if self.state.flush.any():
+            if self._finished:
                 raise ValueError("a stream was finished: reset() it before new input")
-            self._x1[...] = x
-            v = np.empty((self.n_streams, 1, self.prog.n_classes))
-            _kernel(False)(self._x1, self._live1, *self._prog_args, *self.state, v, self._valid1)
-        else:
-            v, _, _ = stream_step(self.prog, x, self.state)
+            self._x1[...] = frames.reshape(self._x1.shape)
+            self._step1(*self._args1)
+            return self._v1[0, 0].copy() if one else self._v1.copy()
+        x, ndim = self._shape(frames)
+        v, _, _ = stream_step(self.prog, x, self.state)
         return v[0, 0] if ndim == 1 else v[0] if ndim == 2 else v
 
     def finish(self) -> np.ndarray:
         """Run the ``L·P`` flush steps of every stream; returns their v_out (B, L·P, classes)."""
         n = self._flush_steps
+        self._finished = True
         x = np.zeros((self.n_streams, n, self.prog.in_features))
         v, _, _ = stream_step(self.prog, x, self.state,
                               live=np.zeros((self.n_streams, n), dtype=np.bool_))
@@ -367,6 +375,7 @@ class Stream:
     def reset(self, streams=None) -> None:
         """Start over (all streams, or the given ones)."""
         reset_streams(self.state, slice(None) if streams is None else streams)
+        self._finished = bool(self.state.flush.any())
 
     @property
     def flush_steps(self) -> int:
