@@ -19,7 +19,14 @@ from torch import Tensor, nn
 
 from spikedelay.config import ModelConfig
 from spikedelay.delays import DelayedLinear
-from spikedelay.neurons import LI, LIF, MaskedBatchNorm1d, SequenceDropout, lengths_to_mask
+from spikedelay.neurons import (
+    LI,
+    LIF,
+    MaskedBatchNorm1d,
+    SequenceDropout,
+    lengths_to_mask,
+    norm_then_fire,
+)
 
 
 class Recording(NamedTuple):
@@ -55,10 +62,10 @@ class HiddenLayer(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
         y = self.delay(x)
         if lengths is None:
-            return self.dropout(self.lif(self.norm(y))), None
+            return self.dropout(norm_then_fire(self.norm, self.lif, y)), None
         lengths = self.delay.output_length(lengths)
         mask = lengths_to_mask(lengths, y.shape[1])
-        s = self.dropout(self.lif(self.norm(y, mask=mask)))
+        s = self.dropout(norm_then_fire(self.norm, self.lif, y, mask))
         return s * mask.unsqueeze(-1).to(s.dtype), lengths
 
 

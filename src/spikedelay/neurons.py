@@ -274,6 +274,37 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
                 self.running_var.lerp_(unbiased, momentum)
 
 
+def norm_then_fire(
+    norm: MaskedBatchNorm1d, lif: LIF, x: Tensor, mask: Tensor | None = None
+) -> Tensor:
+    """``lif(norm(x, mask=mask))``: BatchNorm then LIF spikes. Shapes: x (B, T, C) → (B, T, C).
+
+    With batch statistics on CPU this runs :func:`spikedelay.ops.batchnorm.fused_batch_norm_lif`
+    (same numbers; only ``x`` is kept for the backward instead of ``x`` and the LIF charge).
+    """
+    use_batch_stats = norm.training or not norm.track_running_stats
+    if (
+        use_batch_stats
+        and norm.stats_all_reduce is None
+        and norm.affine
+        and x.dim() == 3
+        and x.shape[1] > 0
+        and x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.float64)
+    ):
+        from spikedelay.ops.batchnorm import fused_batch_norm_lif
+
+        if mask is None:
+            mask = torch.ones(x.shape[:2], dtype=torch.bool)
+        p = lif.p
+        s, mean, var = fused_batch_norm_lif(
+            x, mask, norm.weight, norm.bias, norm.eps, p.tau, p.threshold, p.alpha
+        )
+        norm._update_running_stats(mean, var, mask.sum().to(x.dtype))
+        return s
+    return lif(norm(x, mask=mask))
+
+
 class SequenceDropout(nn.Module):
     """Dropout with one Bernoulli mask per sequence and channel, shared over all time steps.
 
@@ -310,6 +341,7 @@ __all__ = [
     "SequenceDropout",
     "arctan_surrogate_grad",
     "lengths_to_mask",
+    "norm_then_fire",
     "li_sequence",
     "li_step",
     "lif_initial_state",

@@ -119,7 +119,100 @@ def _kernels() -> dict[str, object]:
                     for c in range(channels):
                         grad_x[b, t, c] = a[c] * grad[b, t, c]
 
-    _KERNELS.update(forward=forward, backward=backward)
+    @numba.njit(parallel=True, cache=True)
+    def stats(x, mask):  # pragma: no cover - compiled
+        """Mean and biased variance over the valid steps (float64 accumulators)."""
+        batch, steps, channels = x.shape
+        part = np.zeros((batch, channels), dtype=np.float64)
+        counts = np.zeros(batch, dtype=np.float64)
+        for b in numba.prange(batch):
+            for t in range(steps):
+                if mask[b, t]:
+                    counts[b] += 1.0
+                    for c in range(channels):
+                        part[b, c] += x[b, t, c]
+        n = counts.sum()
+        mean = part.sum(axis=0) / n
+        mean_x = mean.astype(x.dtype)
+        for b in numba.prange(batch):
+            for c in range(channels):
+                part[b, c] = 0.0
+            for t in range(steps):
+                if mask[b, t]:
+                    for c in range(channels):
+                        d = np.float64(x[b, t, c] - mean_x[c])
+                        part[b, c] += d * d
+        var = (part.sum(axis=0) / n).astype(x.dtype)
+        return mean_x, var, n
+
+    @numba.njit(parallel=True, cache=True)
+    def bn_lif_forward(x, scale, shift_mean, bias, tau, threshold, s_out):  # pragma: no cover
+        """z = (x - μ)·scale + β, then LIF over time; writes spikes only."""
+        batch, steps, channels = x.shape
+        dt = x.dtype.type
+        for b in numba.prange(batch):
+            v = np.zeros(channels, dtype=x.dtype)
+            for t in range(steps):
+                for c in range(channels):
+                    z = (x[b, t, c] - shift_mean[c]) * scale[c] + bias[c]
+                    h = v[c] - v[c] / tau + z
+                    if h - threshold >= dt(0.0):
+                        s_out[b, t, c] = dt(1.0)
+                        v[c] = dt(0.0)
+                    else:
+                        s_out[b, t, c] = dt(0.0)
+                        v[c] = h
+
+    @numba.njit(parallel=True, cache=True)
+    def bn_lif_backward(grad_s, x, mask, weight, mean, rstd, bias, tau, threshold, alpha, n,
+                        grad_x, grad_w, grad_b):  # pragma: no cover - compiled
+        batch, steps, channels = x.shape
+        dt = x.dtype.type
+        half_alpha = dt(alpha / 2.0)
+        slope = dt(math.pi / 2.0 * alpha)
+        scale = weight * rstd
+        part_g = np.zeros((batch, channels), dtype=np.float64)
+        part_gx = np.zeros((batch, channels), dtype=np.float64)
+        for b in numba.prange(batch):
+            h = np.empty((steps, channels), dtype=x.dtype)
+            v = np.zeros(channels, dtype=x.dtype)
+            for t in range(steps):  # recompute the LIF charge H from the saved input
+                for c in range(channels):
+                    z = (x[b, t, c] - mean[c]) * scale[c] + bias[c]
+                    hv = v[c] - v[c] / tau + z
+                    h[t, c] = hv
+                    v[c] = dt(0.0) if hv - threshold >= dt(0.0) else hv
+            g_next = np.zeros(channels, dtype=x.dtype)
+            for t in range(steps - 1, -1, -1):  # LIF backward: gradient w.r.t. z
+                for c in range(channels):
+                    u = h[t, c] - threshold
+                    w = slope * u
+                    g = grad_s[b, t, c] * (half_alpha / (dt(1.0) + w * w))
+                    if u < dt(0.0):
+                        g += g_next[c] - g_next[c] / tau
+                    g_next[c] = g
+                    grad_x[b, t, c] = g
+                    part_g[b, c] += g
+                    part_gx[b, c] += g * ((x[b, t, c] - mean[c]) * rstd[c])
+        sum_g = part_g.sum(axis=0)
+        sum_gx = part_gx.sum(axis=0)
+        s_g = (sum_g / n).astype(x.dtype)
+        s_gx = (sum_gx / n).astype(x.dtype)
+        for c in range(channels):
+            grad_w[c] = dt(sum_gx[c])
+            grad_b[c] = dt(sum_g[c])
+        for b in numba.prange(batch):  # BatchNorm backward, in place on grad_x
+            for t in range(steps):
+                if mask[b, t]:
+                    for c in range(channels):
+                        xh = (x[b, t, c] - mean[c]) * rstd[c]
+                        grad_x[b, t, c] = scale[c] * (grad_x[b, t, c] - s_g[c] - xh * s_gx[c])
+                else:
+                    for c in range(channels):
+                        grad_x[b, t, c] = scale[c] * grad_x[b, t, c]
+
+    _KERNELS.update(forward=forward, backward=backward, stats=stats,
+                    bn_lif_forward=bn_lif_forward, bn_lif_backward=bn_lif_backward)
     return _KERNELS
 
 
@@ -157,6 +250,67 @@ class _MaskedBatchNorm(torch.autograd.Function):
         return grad_x, None, grad_w, grad_b, None
 
 
+def _scalar(value: float, like: Tensor) -> np.generic:
+    return np.dtype(str(like.dtype).removeprefix("torch.")).type(value)
+
+
+class _BatchNormLIF(torch.autograd.Function):
+    """Masked BatchNorm then LIF, keeping only the BatchNorm input for the backward."""
+
+    @staticmethod
+    def forward(ctx, x, mask, weight, bias, eps, tau, threshold, alpha):
+        x = x.contiguous()
+        mask_u8 = mask.contiguous().to(torch.uint8)
+        k = _kernels()
+        mean_np, var_np, n = k["stats"](_np(x), _np(mask_u8))
+        mean, var = torch.from_numpy(mean_np), torch.from_numpy(var_np)
+        rstd = torch.rsqrt(var.double() + eps).to(x.dtype)
+        scale = weight.detach() * rstd
+        spikes = torch.empty_like(x)
+        k["bn_lif_forward"](_np(x), _np(scale), mean_np, _np(bias), _scalar(tau, x),
+                            _scalar(threshold, x), _np(spikes))
+        ctx.save_for_backward(x, mask_u8, weight, bias, mean, rstd)
+        ctx.constants = (tau, threshold, alpha, n)
+        ctx.mark_non_differentiable(mean, var)
+        return spikes, mean, var
+
+    @staticmethod
+    def backward(ctx, grad_s, _grad_mean, _grad_var):
+        x, mask_u8, weight, bias, mean, rstd = ctx.saved_tensors
+        tau, threshold, alpha, n = ctx.constants
+        grad_s = grad_s.contiguous()
+        grad_x = torch.empty_like(x)
+        grad_w = torch.empty_like(weight)
+        grad_b = torch.empty_like(weight)
+        _kernels()["bn_lif_backward"](
+            _np(grad_s), _np(x), _np(mask_u8), _np(weight), _np(mean), _np(rstd), _np(bias),
+            _scalar(tau, x), _scalar(threshold, x), float(alpha), float(n), _np(grad_x),
+            _np(grad_w), _np(grad_b),
+        )
+        return grad_x, None, grad_w, grad_b, None, None, None, None
+
+
+def fused_batch_norm_lif(
+    x: Tensor, mask: Tensor, weight: Tensor, bias: Tensor, eps: float, tau: float,
+    threshold: float = 1.0, alpha: float = 5.0,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Masked BatchNorm (batch statistics) followed by a LIF population, fused.
+
+    The same numbers as ``lif_sequence(masked_batch_norm(x))`` with
+    :func:`fused_masked_batch_norm` and :func:`spikedelay.ops.lif.fused_lif_sequence`, but only
+    ``x`` is kept for the backward (the normalised input and the LIF charge are recomputed
+    there, one cheap pass), instead of ``x`` *and* the charge. Returns ``(spikes, mean, var)``
+    (``var`` biased; no gradient through ``mean``/``var``).
+
+    Shapes: x (B, T, C), mask (B, T) bool, weight and bias (C,) → spikes (B, T, C), (C,), (C,).
+    CPU float32/float64; at least one valid step.
+    """
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        raise ValueError("fused_batch_norm_lif runs on CPU float32/float64 tensors")
+    return _BatchNormLIF.apply(x, mask, weight.to(x.dtype), bias.to(x.dtype), float(eps),
+                               float(tau), float(threshold), float(alpha))
+
+
 def fused_masked_batch_norm(
     x: Tensor, mask: Tensor, weight: Tensor, bias: Tensor, eps: float
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -171,4 +325,4 @@ def fused_masked_batch_norm(
     return _MaskedBatchNorm.apply(x, mask, weight.to(x.dtype), bias.to(x.dtype), eps)
 
 
-__all__ = ["fused_masked_batch_norm"]
+__all__ = ["fused_batch_norm_lif", "fused_masked_batch_norm"]
