@@ -1,6 +1,6 @@
 """Our fast cochlea against the `lauscher` package (the code that made SHD) and against closed
 forms. lauscher is slow and memory hungry: clips are tens of ms, channel subsets small.
-About 15 s in all (most of it lauscher's pure-Python hair cell and bushy cell)."""
+≈ 25 s on 2 loaded cores (most of it lauscher's pure-Python hair cell and bushy cell)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""espeak-ng speech, augmentation and the SynthDigits builder (tiny builds: 40 channels).
-About 20 s in all (two tiny builds, one with a 2-process pool)."""
+"""espeak-ng speech, augmentation and the SynthDigits builder (tiny builds: 20 channels).
+≈ 45 s on 2 loaded cores, mostly the 2-process build (each spawned worker imports
+spikedelay.data, hence torch)."""
 
 from __future__ import annotations
 
@@ -83,15 +84,17 @@ def test_noise_is_added_at_the_drawn_snr():
 
 
 def test_bad_arguments_are_listed_together(tmp_path):
-    with pytest.raises(ConfigError, match="vocab 'letters'.*speakers must be"):
-        build_synthdigits(tmp_path, vocab="letters", speakers=0, progress=False)
+    with pytest.raises(ConfigError, match="vocab 'letters'.*speakers must be.*time_dtype"):
+        build_synthdigits(
+            tmp_path, vocab="letters", speakers=0, time_dtype="int8", progress=False
+        )
 
 
 @needs_espeak
 def test_tiny_build_is_reproducible_and_speaker_disjoint(tmp_path):
     from spikedelay.data.hdf5 import read_spike_file
 
-    kw = dict(speakers=1, test_speakers=1, seed=3, channels=40, clip_quantum_s=0.5, progress=False)
+    kw = dict(speakers=1, test_speakers=1, seed=3, channels=20, clip_quantum_s=1.0, progress=False)
     s1 = build_synthdigits(tmp_path / "a", workers=1, **kw)
     s2 = build_synthdigits(tmp_path / "b", workers=2, **kw)
     for name in ("shd_train.h5", "shd_test.h5"):
@@ -115,7 +118,4 @@ def test_tiny_build_is_reproducible_and_speaker_disjoint(tmp_path):
     assert sorted(np.asarray(train.labels).tolist()) == list(range(20))
     assert sorted(np.asarray(test.labels).tolist()) == list(range(20))
     assert all(t.size > 10 and np.all(np.diff(t) >= 0) for t in train.times)
-    assert all(u.max() < 40 for u in train.units)
-    # another seed gives other data
-    s3 = build_synthdigits(tmp_path / "c", workers=1, **{**kw, "seed": 4})
-    assert s3["spikes_per_sample"] != s1["spikes_per_sample"]
+    assert all(u.max() < 20 for u in train.units)
