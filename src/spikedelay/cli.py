@@ -177,6 +177,10 @@ def _data_parser(sub: argparse._SubParsersAction) -> None:
                        help="test speakers, disjoint from training (default 12)")
     synth.add_argument("--seed", type=int, default=0, help="same seed, same files")
     synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    synth.add_argument("--compress", action="store_true",
+                       help="write gzipped files (shd_*.h5.gz), as the shipped release")
+    synth.add_argument("--time-dtype", choices=["float32", "float16"], default="float32",
+                       help="spike-time precision (float16 as SHD; the release uses it)")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(handler=_data_synth)
     info = data_sub.add_parser("info", help="summarise an SHD-format file (validates it fully)")
@@ -191,7 +195,8 @@ def _data_synth(args: argparse.Namespace) -> int:
     sizes = {k: v for k, v in (("speakers", args.speakers),
                                ("test_speakers", args.test_speakers)) if v is not None}
     summary = build_synthdigits(Path(args.out), vocab=args.vocab, seed=args.seed,
-                                workers=args.workers, progress=not args.quiet, **sizes)
+                                workers=args.workers, progress=not args.quiet,
+                                compress=args.compress, time_dtype=args.time_dtype, **sizes)
     print(json.dumps(summary, indent=2))
     return 0
 
