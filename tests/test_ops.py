@@ -1,5 +1,6 @@
 """Fast kernels (spikedelay.ops) against independent references: naive loops, conv1d, dcls-built
-kernels, finite differences. Forward and gradients, several shapes and paddings. ~10 s.
+kernels, finite differences. Forward and gradients, several shapes and paddings. ~13 s (plus ~1 min of numba compilation
+the first time, cached in __pycache__ afterwards).
 """
 
 from __future__ import annotations
@@ -240,3 +241,92 @@ def test_fused_handles_empty_and_noncontiguous():
     torch.testing.assert_close(fused_lif_sequence(x, 1.5), _lif_python(x, 1.5, 1.0))
     with pytest.raises(ValueError, match=r"\(B, T, C\)"):
         fused_lif_sequence(torch.zeros(3, 4), 2.0)
+
+
+# -- fused Gaussian kernel ------------------------------------------------------------------------
+@pytest.mark.parametrize("kernel_count", [1, 2])
+@pytest.mark.parametrize("sigma", [12.0, 1.0, 0.23])
+def test_fused_gaussian_kernel_matches_dcls(kernel_count, sigma):
+    from DCLS.construct.modules import Dcls1d
+
+    from spikedelay.ops.gaussian import fused_gaussian_kernel
+
+    k = 25
+    torch.manual_seed(int(sigma * 100) + kernel_count)
+    conv = Dcls1d(6, 5, kernel_count=kernel_count, dilated_kernel_size=k, bias=False,
+                  version="gauss").double()
+    with torch.no_grad():
+        conv.P.uniform_(-(k // 2), k // 2)
+        conv.SIG.fill_(sigma)
+    conv.SIG.requires_grad_(False)
+    ref = conv.DCK(conv.weight, conv.P, conv.SIG)  # (out, in, K)
+    w = conv.weight.detach().clone().requires_grad_()
+    p = conv.P.detach()[0].clone().requires_grad_()
+    out = fused_gaussian_kernel(w, p, sigma + 0.27, k)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn(ref.shape, dtype=DT)
+    ref_w, ref_p = torch.autograd.grad(ref, (conv.weight, conv.P), g)
+    got_w, got_p = torch.autograd.grad(out, (w, p), g)
+    torch.testing.assert_close(got_w, ref_w, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got_p, ref_p[0], rtol=1e-10, atol=1e-12)
+
+
+def test_fused_gaussian_kernel_gradcheck():
+    from spikedelay.ops.gaussian import fused_gaussian_kernel
+
+    g = torch.Generator().manual_seed(11)
+    w = torch.randn(3, 2, 2, generator=g, dtype=DT, requires_grad=True)
+    p = ((torch.rand(3, 2, 2, generator=g, dtype=DT) - 0.5) * 6).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: fused_gaussian_kernel(a, b, 1.3, 7), (w, p))
+
+
+# -- fused masked BatchNorm, and BatchNorm -> LIF ------------------------------------------------
+def _bn_reference(x, mask, weight, bias, eps):
+    """Masked BatchNorm written out with autograd (statistics over valid steps only)."""
+    m = mask.to(x.dtype).unsqueeze(-1)
+    n = m.sum()
+    mean = (x * m).sum((0, 1)) / n
+    var = (((x - mean) ** 2) * m).sum((0, 1)) / n
+    return (x - mean) / torch.sqrt(var + eps) * weight + bias
+
+
+@pytest.mark.parametrize("lengths", [[9, 9, 9, 9], [9, 5, 7, 1]])
+def test_fused_masked_batch_norm_matches_reference(lengths):
+    from spikedelay.ops.batchnorm import fused_masked_batch_norm
+
+    g = torch.Generator().manual_seed(len(set(lengths)))
+    x = (torch.randn(4, 9, 6, generator=g, dtype=DT) * 2 + 1).requires_grad_()
+    w = (torch.rand(6, generator=g, dtype=DT) + 0.5).requires_grad_()
+    b = torch.randn(6, generator=g, dtype=DT, requires_grad=True)
+    mask = torch.arange(9)[None, :] < torch.tensor(lengths)[:, None]
+    y, mean, var = fused_masked_batch_norm(x, mask, w, b, 1e-5)
+    ref = _bn_reference(x, mask, w, b, 1e-5)
+    torch.testing.assert_close(y, ref)
+    if all(n == 9 for n in lengths):  # no padding: torch's own BatchNorm
+        bn = torch.nn.functional.batch_norm(x.reshape(-1, 6), None, None, w, b, training=True)
+        torch.testing.assert_close(y, bn.view_as(y))
+    gy = torch.randn(y.shape, generator=g, dtype=DT)
+    got = torch.autograd.grad(y, (x, w, b), gy)
+    want = torch.autograd.grad(ref, (x, w, b), gy)
+    for a, c in zip(got, want, strict=True):
+        torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("tau", [1.005, 2.0])
+def test_fused_batch_norm_lif_equals_composition(tau):
+    from spikedelay.ops.batchnorm import fused_batch_norm_lif
+
+    g = torch.Generator().manual_seed(int(tau * 10))
+    x = (torch.randn(3, 20, 5, generator=g, dtype=DT)).requires_grad_()
+    w = (torch.rand(5, generator=g, dtype=DT) + 0.5).requires_grad_()
+    b = (torch.rand(5, generator=g, dtype=DT) * 0.5).requires_grad_()
+    mask = torch.arange(20)[None, :] < torch.tensor([20, 13, 6])[:, None]
+    s, _, _ = fused_batch_norm_lif(x, mask, w, b, 1e-5, tau, 1.0, 5.0)
+    ref = _lif_autograd(_bn_reference(x, mask, w, b, 1e-5), tau, 1.0, 5.0)
+    assert 0 < s.sum() < s.numel()
+    torch.testing.assert_close(s, ref, rtol=0, atol=0)
+    gs = torch.randn(s.shape, generator=g, dtype=DT)
+    got = torch.autograd.grad(s, (x, w, b), gs)
+    want = torch.autograd.grad(ref, (x, w, b), gs)
+    for a, c in zip(got, want, strict=True):
+        torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-10)
