@@ -1,6 +1,6 @@
 """Fast kernels (spikedelay.ops) against independent references: naive loops, conv1d, dcls-built
-kernels, finite differences. Forward and gradients, several shapes and paddings. ~13 s (plus ~1 min of numba compilation
-the first time, cached in __pycache__ afterwards).
+kernels, finite differences. Forward and gradients, several shapes and paddings. ~13 s, plus
+about a minute of numba compilation the first time (cached in __pycache__ afterwards).
 """
 
 from __future__ import annotations
