@@ -87,7 +87,8 @@ def plan_study(config: str, variants: Sequence[str], seeds: Sequence[int], out: 
     specs = [
         RunSpec(v, s, load_config(config, [*base, f"model.delays={v}", f"train.seed={s}"]),
                 Path(out) / "runs" / f"{v}-s{s}")
-        for v in parse_variants(variants) for s in seeds
+        # Seed-major, so an interrupted study already holds every variant for the first seeds.
+        for s in seeds for v in parse_variants(variants)
     ]
     budgets = {json.dumps(_budget(spec.cfg), sort_keys=True) for spec in specs}
     if len(budgets) != 1:  # cannot happen through load_config; guards future config hooks
