@@ -85,10 +85,14 @@ def fft_size(length: int, max_delay: int, left: int, right: int) -> int:
     return max(length + max_delay - 1 - s, s + t_out, 1)
 
 
+MIN_CHUNK_ROWS = 32  # each chunk re-reads x and the kernel: fewer rows would be memory-bound
+
+
 def _row_chunk(rows: int, batch: int, n_in: int, n_out: int) -> int:
     """Spectrum rows per chunk so that each temporary (rows, B, in|out) or (rows, in, out) stays
-    near 16 MB: bounded memory whatever the batch, one chunk for small problems."""
-    return max(1, min(rows, (1 << 22) // max(batch * n_in, batch * n_out, n_in * n_out)))
+    near 16 MB (one chunk for small problems), but at least ``MIN_CHUNK_ROWS``."""
+    budget = (1 << 22) // max(batch * n_in, batch * n_out, n_in * n_out)
+    return max(1, min(rows, max(MIN_CHUNK_ROWS, budget)))
 
 
 class _DftConv(torch.autograd.Function):
