@@ -71,6 +71,7 @@ def plot(result: dict, out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7.5))
     for col, axis in enumerate(("max_delay", "hidden")):
@@ -84,6 +85,7 @@ def plot(result: dict, out: Path) -> None:
             axes[1, col].plot(xs, [p[1]["peak_rss_mb"] for p in pts], style, label=impl)
         for row in (0, 1):
             axes[row, col].set_xscale("log")
+            axes[row, col].xaxis.set_minor_formatter(NullFormatter())
             axes[row, col].set_xticks([r["value"] for r in rows])
             axes[row, col].set_xticklabels([str(r["value"]) for r in rows])
             axes[row, col].grid(True, which="both", alpha=0.3)
