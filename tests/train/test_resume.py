@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from spikedelay.atomic import WRITE_PAUSE_ENV as _WRITE_PAUSE_ENV
 from spikedelay.cli import main
-from spikedelay.train.checkpoint import _WRITE_PAUSE_ENV, load_checkpoint
+from spikedelay.train.checkpoint import load_checkpoint
 
 EPOCHS = 5
 TINY = f"""\

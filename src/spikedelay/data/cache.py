@@ -22,13 +22,14 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from spikedelay.atomic import atomic_write_bytes
 
 FORMAT_VERSION = 1
 
@@ -60,20 +61,6 @@ def cache_key(source_digest: str, params: dict[str, Any]) -> str:
         default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class FrameCache:
@@ -135,7 +122,7 @@ class FrameCache:
         np.savez(buf, **arrays)
         data = buf.getvalue()
         payload, marker = self.paths(key)
-        _atomic_write(payload, data)
+        atomic_write_bytes(payload, data)
         meta = {
             "format_version": FORMAT_VERSION,
             "key": key,
@@ -143,7 +130,7 @@ class FrameCache:
             "size": len(data),
             "info": info,
         }
-        _atomic_write(marker, json.dumps(meta, indent=1, default=str).encode())
+        atomic_write_bytes(marker, json.dumps(meta, indent=1, default=str).encode())
 
     def load_or_build(
         self,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from spikedelay.atomic import atomic_write
 from spikedelay.errors import DataError
 
 N_CHANNELS = 700  # SHD/SSC cochlea channels (units 0 .. 699)
@@ -227,30 +227,6 @@ def read_spike_file(path: str | os.PathLike, *, n_channels: int = N_CHANNELS) ->
 # writing
 
 
-def _atomic_write_bytes(path: Path, data_writer) -> None:
-    """Call ``data_writer(tmp_path)`` then fsync and rename into place (same folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        data_writer(Path(tmp))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-
-
 def write_spike_file(
     path: str | os.PathLike,
     times: Sequence[np.ndarray],
@@ -310,9 +286,9 @@ def write_spike_file(
             ) as gz:
                 gz.write(buf.getvalue())
 
-        _atomic_write_bytes(path, write_gz)
+        atomic_write(path, write_gz)
     else:
-        _atomic_write_bytes(path, write_h5)
+        atomic_write(path, write_h5)
     return path
 
 

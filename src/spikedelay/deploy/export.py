@@ -57,7 +57,7 @@ def save_safetensors(net: DeployedNet, path: str | Path) -> Path:
     """Write ``net`` as safetensors + JSON header (see module docstring)."""
     from safetensors.numpy import save
 
-    from spikedelay.train.checkpoint import atomic_write_bytes
+    from spikedelay.atomic import atomic_write_bytes
 
     tensors: dict[str, np.ndarray] = {}
     layers = []

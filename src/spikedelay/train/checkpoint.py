@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +21,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as st_save
 
+from spikedelay.atomic import atomic_write_bytes
 from spikedelay.errors import CheckpointError
 
 FORMAT = "spikedelay-checkpoint/1"
 # Test hook: seconds to pause between writing a temporary file and renaming it, so that a test
 # can kill the process inside the write window. Never set outside tests.
-_WRITE_PAUSE_ENV = "SPIKEDELAY_TEST_WRITE_PAUSE_S"
 
 
 def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -68,44 +65,6 @@ def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(obj, list):
         return [_unflatten(v, tensors) for v in obj]
     return obj
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        pause = float(os.environ.get(_WRITE_PAUSE_ENV, "0") or 0)
-        if pause > 0:
-            time.sleep(pause)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    # Make the rename itself durable.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def remove_stale_temporaries(folder: Path, names: list[str]) -> list[Path]:
-    """Delete temporary files that a killed :func:`atomic_write_bytes` left for ``names``.
-
-    Only files named like our own temporaries (``.NAME.*.tmp``) are touched; returns them.
-    """
-    removed = []
-    for name in names:
-        for tmp in Path(folder).glob(f".{name}.*.tmp"):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
 
 
 def _digest(state_json: str, tensors: dict[str, torch.Tensor]) -> str:

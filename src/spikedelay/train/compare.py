@@ -33,9 +33,10 @@ from typing import Any
 
 import torch
 
+from spikedelay.atomic import atomic_write_bytes
 from spikedelay.config import RunConfig, load_config
 from spikedelay.errors import ConfigError
-from spikedelay.train.checkpoint import atomic_write_bytes, load_checkpoint
+from spikedelay.train.checkpoint import load_checkpoint
 from spikedelay.train.run import protocol_label, train_run
 
 VARIANTS = ("none", "fixed", "learned")

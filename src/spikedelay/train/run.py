@@ -34,14 +34,10 @@ from typing import Any
 
 import torch
 
+from spikedelay.atomic import atomic_write_bytes, remove_stale_temporaries
 from spikedelay.config import RunConfig, config_from_dict, dump_config
 from spikedelay.errors import CheckpointError, ConfigError, TrainingDiverged
-from spikedelay.train.checkpoint import (
-    atomic_write_bytes,
-    load_checkpoint,
-    remove_stale_temporaries,
-    save_checkpoint,
-)
+from spikedelay.train.checkpoint import load_checkpoint, save_checkpoint
 from spikedelay.train.distributed import World, init_world, shutdown, wrap_model
 from spikedelay.train.loop import EpochStats, evaluate, train_epoch
 from spikedelay.train.schedule import position_lr_at, sigma_at
