@@ -84,3 +84,12 @@ def test_user_errors_exit_2_with_one_message(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "data.root" in proc.stderr and "model.dropout" in proc.stderr
+
+
+def test_missing_data_location_leaves_no_run_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--config", "shd"]) == 2
+    assert "pass --data DIR" in capsys.readouterr().err
+    assert main(["train", "--config", "gsc", "--data", str(tmp_path)]) == 2
+    assert "validation_list.txt" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

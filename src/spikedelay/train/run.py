@@ -273,6 +273,20 @@ def train_run(
         shutdown(world)
 
 
+def _check_data_location(cfg: RunConfig) -> None:
+    """The data must be findable before a run folder is made (its layout is checked later)."""
+    d = cfg.data
+    if d.root is None and d.dataset != "synthdigits":
+        raise ConfigError(f"data.dataset = {d.dataset!r} has no default location: "
+                          "pass --data DIR (the folder holding its files)")
+    if d.dataset == "gsc" and d.root is not None:
+        missing = [n for n in ("validation_list.txt", "testing_list.txt")
+                   if not (Path(d.root).expanduser() / n).is_file()]
+        if missing:
+            raise ConfigError(f"data.root = {d.root!r}: not a Speech Commands v0.02 folder "
+                              f"(missing {', '.join(missing)})")
+
+
 def _train_run(cfg: RunConfig, run_dir: Path, world: World | None,
                dist_device: torch.device | None, *, progress: bool, log: Reporter,
                stop_after_epochs: int | None) -> dict[str, Any]:
@@ -281,6 +295,7 @@ def _train_run(cfg: RunConfig, run_dir: Path, world: World | None,
     main = world is None or world.is_main
     if not main:
         progress, log = False, _silent
+    _check_data_location(cfg)  # before the run folder exists, so a typo leaves nothing behind
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_same_config(run_dir, cfg)
     final_path = run_dir / "metrics.json"
