@@ -52,6 +52,40 @@ def write_set(path: Path, s: SpikeSet, **kwargs) -> Path:
     return write_spike_file(path, s.times, s.units, s.labels, s.speakers, s.keys, **kwargs)
 
 
+def write_timing_task(path: Path, n_per_class: int, speakers: range, seed: int, *,
+                      burst: int = 60, onset: tuple[float, float] = (0.01, 0.05),
+                      gap0: float = 0.03, gap_step: float = 0.06, noise: int = 30) -> None:
+    """A learnable task for end-to-end tests: three classes that differ only in *when* two
+    channel bands fire relative to each other (gap = gap0 + gap_step · label), plus
+    ``noise`` random spikes over 300 ms."""
+    rng = np.random.default_rng(seed)
+    times, units, labels, spk = [], [], [], []
+    for s in speakers:
+        for label in range(3):
+            for _ in range(n_per_class):
+                start = rng.uniform(*onset)
+                parts_t = [start + rng.uniform(0, 0.01, burst),
+                           start + gap0 + gap_step * label + rng.uniform(0, 0.01, burst)]
+                if noise:
+                    parts_t.append(rng.uniform(0, 0.3, noise))
+                parts_u = [rng.integers(0, 100, burst), rng.integers(300, 400, burst)]
+                if noise:
+                    parts_u.append(rng.integers(0, 700, noise))
+                t, u = np.concatenate(parts_t), np.concatenate(parts_u)
+                order = np.argsort(t)
+                times.append(t[order])
+                units.append(u[order])
+                labels.append(label)
+                spk.append(s)
+    write_spike_file(path, times, units, np.array(labels), np.array(spk), ["a", "b", "c"])
+
+
+@pytest.fixture(name="write_timing_task", scope="session")
+def _write_timing_task_fixture():
+    """Factory: ``write_timing_task(path, n_per_class, speakers, seed, **shape)``."""
+    return write_timing_task
+
+
 @pytest.fixture(name="make_spike_set")
 def _make_spike_set_fixture():
     """Factory: ``make_spike_set(n_samples, n_classes=, n_speakers=, seed=, ...)``."""

@@ -3,43 +3,18 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from spikedelay.cli import main
-from spikedelay.data.hdf5 import write_spike_file
-
-
-def _timing_task(path: Path, n_per_class: int, speakers: range, seed: int) -> None:
-    """Three classes that differ only in *when* two channel bands fire relative to each other."""
-    rng = np.random.default_rng(seed)
-    times, units, labels, spk = [], [], [], []
-    for s in speakers:
-        for label in range(3):
-            for _ in range(n_per_class):
-                onset = rng.uniform(0.01, 0.05)
-                gap = 0.03 + 0.06 * label  # the class is the gap between the two bursts
-                t = np.concatenate([onset + rng.uniform(0, 0.01, 60),
-                                    onset + gap + rng.uniform(0, 0.01, 60),
-                                    rng.uniform(0, 0.3, 30)])
-                u = np.concatenate([rng.integers(0, 100, 60), rng.integers(300, 400, 60),
-                                    rng.integers(0, 700, 30)])
-                order = np.argsort(t)
-                times.append(t[order])
-                units.append(u[order])
-                labels.append(label)
-                spk.append(s)
-    write_spike_file(path, times, units, np.array(labels), np.array(spk), ["a", "b", "c"])
 
 
 @pytest.fixture
-def timing_root(tmp_path):
+def timing_root(tmp_path, write_timing_task):
     root = tmp_path / "timing"
     root.mkdir()
-    _timing_task(root / "shd_train.h5", 8, range(0, 6), seed=0)
-    _timing_task(root / "shd_test.h5", 8, range(6, 8), seed=1)
+    write_timing_task(root / "shd_train.h5", 8, range(0, 6), seed=0)
+    write_timing_task(root / "shd_test.h5", 8, range(6, 8), seed=1)
     return root
 
 

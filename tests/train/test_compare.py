@@ -9,7 +9,6 @@ nothing.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +17,6 @@ import yaml
 
 from spikedelay.cli import main
 from spikedelay.config import config_from_dict
-from spikedelay.data.hdf5 import write_spike_file
 from spikedelay.errors import ConfigError
 from spikedelay.train.checkpoint import load_checkpoint
 from spikedelay.train.compare import initial_delays, parse_variants, plan_study
@@ -30,33 +28,15 @@ TINY = ["--set", "model.hidden=[8]", "--set", "model.n_classes=3", "--set", f"mo
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _timing_task(path: Path, n_per_class: int, speakers: range, seed: int) -> None:
-    """Three classes that differ only in the gap between two bursts in two channel bands."""
-    rng = np.random.default_rng(seed)
-    times, units, labels, spk = [], [], [], []
-    for s in speakers:
-        for label in range(3):
-            for _ in range(n_per_class):
-                onset = rng.uniform(0.01, 0.03)
-                t = np.concatenate([onset + rng.uniform(0, 0.01, 30),
-                                    onset + 0.02 + 0.02 * label + rng.uniform(0, 0.01, 30)])
-                u = np.concatenate([rng.integers(0, 100, 30), rng.integers(300, 400, 30)])
-                order = np.argsort(t)
-                times.append(t[order])
-                units.append(u[order])
-                labels.append(label)
-                spk.append(s)
-    write_spike_file(path, times, units, np.array(labels), np.array(spk), ["a", "b", "c"])
-
-
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
+def study(tmp_path_factory, write_timing_task):
     """Run the study once (3 variants × 2 seeds), then once more; keep both outputs."""
     root = tmp_path_factory.mktemp("compare")
     data = root / "data"
     data.mkdir()
-    _timing_task(data / "shd_train.h5", 4, range(0, 4), seed=0)
-    _timing_task(data / "shd_test.h5", 4, range(4, 6), seed=1)
+    shape = dict(burst=30, onset=(0.01, 0.03), gap0=0.02, gap_step=0.02, noise=0)
+    write_timing_task(data / "shd_train.h5", 4, range(0, 4), seed=0, **shape)
+    write_timing_task(data / "shd_test.h5", 4, range(4, 6), seed=1, **shape)
     out = root / "study"
     mp = pytest.MonkeyPatch()
     mp.setenv("SPIKEDELAY_CACHE", str(root / "cache"))
