@@ -32,9 +32,9 @@ def _kernels() -> dict[str, object]:
     import numba
 
     @numba.njit(parallel=True, cache=True)
-    def forward(x, mask, weight, bias, eps, y, mean_out, var_out):  # pragma: no cover
+    def stats(x, mask):  # pragma: no cover - compiled
+        """Mean (in x's dtype), biased variance (float64) and count over the valid steps."""
         batch, steps, channels = x.shape
-        dt = x.dtype.type
         part = np.zeros((batch, channels), dtype=np.float64)
         counts = np.zeros(batch, dtype=np.float64)
         for b in numba.prange(batch):
@@ -44,11 +44,7 @@ def _kernels() -> dict[str, object]:
                     for c in range(channels):
                         part[b, c] += x[b, t, c]
         n = counts.sum()
-        mean = np.zeros(channels, dtype=np.float64)
-        for b in range(batch):
-            for c in range(channels):
-                mean[c] += part[b, c]
-        mean /= n
+        mean = part.sum(axis=0) / n
         mean_x = mean.astype(x.dtype)
         for b in numba.prange(batch):
             for c in range(channels):
@@ -58,18 +54,21 @@ def _kernels() -> dict[str, object]:
                     for c in range(channels):
                         d = np.float64(x[b, t, c] - mean_x[c])
                         part[b, c] += d * d
-        var = np.zeros(channels, dtype=np.float64)
-        for b in range(batch):
-            for c in range(channels):
-                var[c] += part[b, c]
-        var /= n
+        var = part.sum(axis=0) / n
+        return mean_x, var, n
+
+    @numba.njit(parallel=True, cache=True)
+    def forward(x, mask, weight, bias, eps, y, mean_out, var_out):  # pragma: no cover
+        channels = x.shape[2]
+        dt = x.dtype.type
+        mean_x, var, _ = stats(x, mask)
         scale = np.empty(channels, dtype=x.dtype)
         for c in range(channels):
             scale[c] = dt(1.0 / math.sqrt(var[c] + eps)) * weight[c]
             mean_out[c] = mean_x[c]
             var_out[c] = dt(var[c])
-        for b in numba.prange(batch):
-            for t in range(steps):
+        for b in numba.prange(x.shape[0]):
+            for t in range(x.shape[1]):
                 for c in range(channels):
                     y[b, t, c] = (x[b, t, c] - mean_x[c]) * scale[c] + bias[c]
 
@@ -118,32 +117,6 @@ def _kernels() -> dict[str, object]:
                 else:
                     for c in range(channels):
                         grad_x[b, t, c] = a[c] * grad[b, t, c]
-
-    @numba.njit(parallel=True, cache=True)
-    def stats(x, mask):  # pragma: no cover - compiled
-        """Mean and biased variance over the valid steps (float64 accumulators)."""
-        batch, steps, channels = x.shape
-        part = np.zeros((batch, channels), dtype=np.float64)
-        counts = np.zeros(batch, dtype=np.float64)
-        for b in numba.prange(batch):
-            for t in range(steps):
-                if mask[b, t]:
-                    counts[b] += 1.0
-                    for c in range(channels):
-                        part[b, c] += x[b, t, c]
-        n = counts.sum()
-        mean = part.sum(axis=0) / n
-        mean_x = mean.astype(x.dtype)
-        for b in numba.prange(batch):
-            for c in range(channels):
-                part[b, c] = 0.0
-            for t in range(steps):
-                if mask[b, t]:
-                    for c in range(channels):
-                        d = np.float64(x[b, t, c] - mean_x[c])
-                        part[b, c] += d * d
-        var = (part.sum(axis=0) / n).astype(x.dtype)
-        return mean_x, var, n
 
     @numba.njit(parallel=True, cache=True)
     def bn_lif_forward(x, scale, shift_mean, bias, tau, threshold, s_out):  # pragma: no cover
@@ -263,6 +236,8 @@ class _BatchNormLIF(torch.autograd.Function):
         mask_u8 = mask.contiguous().to(torch.uint8)
         k = _kernels()
         mean_np, var_np, n = k["stats"](_np(x), _np(mask_u8))
+        with np.errstate(over="ignore"):  # a diverging run gives inf; the NaN guard reports it
+            var_np = var_np.astype(mean_np.dtype)
         mean, var = torch.from_numpy(mean_np), torch.from_numpy(var_np)
         rstd = torch.rsqrt(var.double() + eps).to(x.dtype)
         scale = weight.detach() * rstd
