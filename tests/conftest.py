@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from spikedelay.data.hdf5 import write_spike_file
 
@@ -84,6 +85,15 @@ def write_timing_task(path: Path, n_per_class: int, speakers: range, seed: int, 
 def _write_timing_task_fixture():
     """Factory: ``write_timing_task(path, n_per_class, speakers, seed, **shape)``."""
     return write_timing_task
+
+
+@pytest.fixture
+def restore_torch_globals():
+    """`train` sets torch's thread count and deterministic mode; keep other tests unaffected."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)
 
 
 @pytest.fixture(name="make_spike_set")

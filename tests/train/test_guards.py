@@ -27,14 +27,6 @@ train: {epochs: 3, batch_size: 8, device: cpu}
 
 
 @pytest.fixture
-def restore_torch_globals():
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic)
-
-
-@pytest.fixture
 def train_args(shd_root, tmp_path, restore_torch_globals):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(TINY)

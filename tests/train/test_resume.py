@@ -18,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
 from spikedelay.atomic import WRITE_PAUSE_ENV as _WRITE_PAUSE_ENV
@@ -31,15 +30,6 @@ data: {{dataset: shd, bin_ms: 20.0, channel_group: 50, val_fraction: 0.2}}
 model: {{in_features: 14, hidden: [12, 12], n_classes: 3, max_delay: 5, dropout: 0.2}}
 train: {{epochs: {EPOCHS}, batch_size: 8, deterministic: true, device: cpu, threads: 1}}
 """
-
-
-@pytest.fixture
-def restore_torch_globals():
-    """`train` sets torch's thread count and deterministic mode; keep other tests unaffected."""
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic)
 
 
 def _metric_lines(run: Path) -> list[dict]:
