@@ -63,11 +63,41 @@ CASES = [
 ]
 
 
+def _inputs(kind, shape, g):
+    """Dense values (matmul transform), binary spikes or sparse counts (sparse transform)."""
+    if kind == "dense":
+        return torch.rand(*shape, generator=g, dtype=DT)
+    x = (torch.rand(*shape, generator=g) < 0.08).to(DT)
+    if kind == "counts":
+        x = x * torch.randint(1, 4, shape, generator=g).to(DT)
+    return x
+
+
+INPUT_KINDS = ["dense", "spikes", "counts"]
+
+
+@pytest.mark.parametrize("kind", INPUT_KINDS)
+def test_input_kind_selects_the_transform(kind):
+    from spikedelay.ops.delay_conv import _sparse_events
+
+    x = _inputs(kind, (4, 50, 20), torch.Generator().manual_seed(0))
+    events = _sparse_events(x)
+    assert (events is not None) == (kind != "dense")
+    assert _sparse_events(x.to(torch.bfloat16)) is None
+    if events is not None:  # the event list is the input's non-zeros in (b, t, i) order
+        ptr, index, value = events
+        nz = x.nonzero()
+        assert ptr.tolist() == [0, *torch.cumsum(torch.bincount(nz[:, 0], minlength=4), 0)]
+        torch.testing.assert_close(index.long(), nz[:, 1] * 20 + nz[:, 2])
+        torch.testing.assert_close(value, x[x != 0])
+
+
+@pytest.mark.parametrize("kind", INPUT_KINDS)
 @pytest.mark.parametrize("case", CASES)
-def test_fft_conv_forward_matches_naive_and_conv1d(case):
+def test_fft_conv_forward_matches_naive_and_conv1d(case, kind):
     b, t, i, o, k, left, right = case
     g = torch.Generator().manual_seed(sum(case))
-    x = torch.rand(b, t, i, generator=g, dtype=DT)
+    x = _inputs(kind, (b, t, i), g)
     kernel = torch.randn(o, i, k, generator=g, dtype=DT)
     y = fft_delay_conv(x, kernel, left, right)
     ref = _naive_delay_conv(x, kernel, left, right)
@@ -77,18 +107,20 @@ def test_fft_conv_forward_matches_naive_and_conv1d(case):
     torch.testing.assert_close(y, direct, rtol=1e-10, atol=1e-10)
 
 
-def test_fft_conv_matches_scalar_loop():
+@pytest.mark.parametrize("density", [0.4, 0.1])  # the dense and the sparse transform
+def test_fft_conv_matches_scalar_loop(density):
     g = torch.Generator().manual_seed(7)
-    x = (torch.rand(2, 11, 3, generator=g) < 0.4).to(DT)
+    x = (torch.rand(2, 11, 3, generator=g) < density).to(DT)
     kernel = torch.randn(2, 3, 5, generator=g, dtype=DT)
     torch.testing.assert_close(fft_delay_conv(x, kernel, 4, 2), _python_loop_conv(x, kernel, 4, 2))
 
 
+@pytest.mark.parametrize("kind", INPUT_KINDS)
 @pytest.mark.parametrize("case", CASES[:5])
-def test_fft_conv_gradients_match_naive(case):
+def test_fft_conv_gradients_match_naive(case, kind):
     b, t, i, o, k, left, right = case
     g = torch.Generator().manual_seed(100 + sum(case))
-    x1 = torch.rand(b, t, i, generator=g, dtype=DT).requires_grad_()
+    x1 = _inputs(kind, (b, t, i), g).requires_grad_()
     k1 = torch.randn(o, i, k, generator=g, dtype=DT).requires_grad_()
     x2, k2 = x1.detach().clone().requires_grad_(), k1.detach().clone().requires_grad_()
     w = torch.randn(b, t + left + right - k + 1, o, generator=g, dtype=DT)

@@ -95,6 +95,110 @@ def _row_chunk(rows: int, batch: int, n_in: int, n_out: int) -> int:
     return max(1, min(rows, max(MIN_CHUNK_ROWS, budget)))
 
 
+SPARSE_MAX_DENSITY = 0.2  # from here on the dense matmul transform of x is as fast (measured)
+
+_SPARSE_KERNELS: dict[str, object] = {}
+
+
+def _sparse_kernels() -> dict[str, object] | None:
+    """numba kernels for the sparse input transform, ``None`` without numba.
+
+    Why: the spectrum of a spike train is a sum of DFT columns, one per spike. Hidden layers see
+    ~10 % non-zero entries, so adding one column per spike does ~1/10 of the dense matmul's
+    work, and it reads ``x`` in its own (B, T, in) layout instead of a time-major copy. The
+    non-zeros are listed once per forward pass (``events``) and reused by every spectrum chunk
+    and by the backward pass.
+    """
+    if _SPARSE_KERNELS:
+        return _SPARSE_KERNELS or None
+    try:
+        import numba
+        import numpy as np
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return None
+
+    @numba.njit(parallel=True, cache=True)
+    def events(x, counts):  # pragma: no cover - compiled
+        # counts[b + 1] = non-zeros of sample b; then (ptr, flat index t·in + i, value) per event
+        batch, steps, n_in = x.shape
+        for b in numba.prange(batch):
+            n = 0
+            for t in range(steps):
+                for i in range(n_in):
+                    if x[b, t, i] != 0:
+                        n += 1
+            counts[b + 1] = n
+        ptr = np.cumsum(counts)
+        index = np.empty(ptr[-1], dtype=np.int32)
+        value = np.empty(ptr[-1], dtype=x.dtype)
+        for b in numba.prange(batch):
+            n = ptr[b]
+            for t in range(steps):
+                for i in range(n_in):
+                    v = x[b, t, i]
+                    if v != 0:
+                        index[n] = t * n_in + i
+                        value[n] = v
+                        n += 1
+        return ptr, index, value
+
+    @numba.njit(parallel=True, cache=True)
+    def transform(ptr, index, value, n_in, d_t, out):  # pragma: no cover - compiled
+        # out[r, b, i] = Σ_t d_t[t, r] · x[b, t, i], from the event list of x
+        batch = ptr.shape[0] - 1
+        rows = d_t.shape[1]
+        for b in numba.prange(batch):
+            local = np.zeros((n_in, rows), dtype=out.dtype)
+            for e in range(ptr[b], ptr[b + 1]):
+                t = index[e] // n_in
+                i = index[e] - t * n_in
+                v = value[e]
+                for r in range(rows):  # contiguous: one vector multiply-add per event
+                    local[i, r] += v * d_t[t, r]
+            for r in range(rows):
+                for i in range(n_in):
+                    out[r, b, i] = local[i, r]
+
+    _SPARSE_KERNELS.update(events=events, transform=transform)
+    return _SPARSE_KERNELS
+
+
+def _sparse_events(x: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
+    """The non-zeros of a mostly-zero CPU input as ``(ptr, index, value)``, else ``None``.
+
+    ``None`` (use the dense matmul transform) for dense inputs (more than ``SPARSE_MAX_DENSITY``
+    non-zeros), other devices or dtypes, or without numba.
+    """
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or x.numel() == 0:
+        return None
+    kernels = _sparse_kernels()
+    if kernels is None or int(torch.count_nonzero(x)) > SPARSE_MAX_DENSITY * x.numel():
+        return None
+    import numpy as np
+
+    counts = np.zeros(x.shape[0] + 1, dtype=np.int64)
+    ptr, index, value = kernels["events"](x.detach().contiguous().numpy(), counts)
+    return torch.from_numpy(ptr), torch.from_numpy(index), torch.from_numpy(value)
+
+
+def _input_spectrum(
+    x: Tensor, events: tuple[Tensor, ...] | None, d_rows: Tensor, batch: int, n_in: int
+) -> Tensor:
+    """Rows ``d_rows`` (r, T) of the DFT of every input series, as (r, B, in).
+
+    From the event list of a sparse input, or with one matmul from ``x``, the time-major
+    (T, B·in) copy of a dense input (``events=None``).
+    """
+    rows = d_rows.shape[0]
+    if events is None:
+        return (d_rows @ x).view(rows, batch, n_in)
+    out = d_rows.new_empty(rows, batch, n_in)
+    ptr, index, value = (e.numpy() for e in events)
+    _sparse_kernels()["transform"](ptr, index, value, n_in, d_rows.T.contiguous().numpy(),
+                                   out.numpy())
+    return out
+
+
 class _DftConv(torch.autograd.Function):
     """The DFT convolution with a hand-written backward that keeps only ``x`` and the kernel.
 
@@ -114,37 +218,38 @@ class _DftConv(torch.autograd.Function):
         n = fft_size(length, taps, left, right)
         d_x, d_k, inv = _dft_matrices(n, length, taps, shift, t_out, x.device, x.dtype)
         rows = d_x.shape[0]
-        x_tm = x.transpose(0, 1).reshape(length, batch * n_in)  # time-major copy
+        events = _sparse_events(x)  # spike trains: a list of events; else a time-major copy
+        x_in = x.new_empty(0) if events else x.transpose(0, 1).reshape(length, batch * n_in)
         k_tm = kernel.permute(2, 1, 0).reshape(taps, n_in * n_out)  # free if stored tap-major
         y_tm = x.new_zeros(t_out, batch * n_out)
         step = _row_chunk(rows, batch, n_in, n_out)
         for r0 in range(0, rows, step):
             r1 = min(rows, r0 + step)
-            xf = (d_x[r0:r1] @ x_tm).view(r1 - r0, batch, n_in)
+            xf = _input_spectrum(x_in, events, d_x[r0:r1], batch, n_in)
             hf = (d_k[r0:r1] @ k_tm).view(r1 - r0, n_in, n_out)
             prod = torch.bmm(xf, hf).view(r1 - r0, batch * n_out)  # the real products
             y_tm.addmm_(inv[:, r0:r1], prod)  # combination + inverse DFT, accumulated
-        ctx.save_for_backward(x_tm, kernel)
+        ctx.save_for_backward(x_in, kernel, *(events or ()))
         ctx.geometry = (n, shift, t_out, step, batch, length, n_in)
         return y_tm.view(t_out, batch, n_out).transpose(0, 1).contiguous()
 
     @staticmethod
     def backward(ctx, grad_y):
-        x_tm, kernel = ctx.saved_tensors
+        x_in, kernel, *events = ctx.saved_tensors
         n, shift, t_out, step, batch, length, n_in = ctx.geometry
         n_out, _, taps = kernel.shape
         need_x, need_k = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        d_x, d_k, inv = _dft_matrices(n, length, taps, shift, t_out, x_tm.device, x_tm.dtype)
+        d_x, d_k, inv = _dft_matrices(n, length, taps, shift, t_out, kernel.device, kernel.dtype)
         rows = d_x.shape[0]
         k_tm = kernel.permute(2, 1, 0).reshape(taps, n_in * n_out)
         g_tm = grad_y.transpose(0, 1).reshape(t_out, batch * n_out)
-        grad_x_tm = x_tm.new_zeros(length, batch * n_in) if need_x else None
-        grad_k_tm = x_tm.new_zeros(taps, n_in * n_out) if need_k else None
+        grad_x_tm = kernel.new_zeros(length, batch * n_in) if need_x else None
+        grad_k_tm = kernel.new_zeros(taps, n_in * n_out) if need_k else None
         for r0 in range(0, rows, step):
             r1 = min(rows, r0 + step)
             grad_prod = (inv[:, r0:r1].T @ g_tm).view(r1 - r0, batch, n_out)
             if need_k:
-                xf = (d_x[r0:r1] @ x_tm).view(r1 - r0, batch, n_in)
+                xf = _input_spectrum(x_in, events or None, d_x[r0:r1], batch, n_in)
                 grad_hf = torch.bmm(xf.transpose(1, 2), grad_prod)
                 grad_k_tm.addmm_(d_k[r0:r1].T, grad_hf.view(r1 - r0, n_in * n_out))
             if need_x:
