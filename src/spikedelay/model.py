@@ -66,6 +66,8 @@ class HiddenLayer(nn.Module):
         lengths = self.delay.output_length(lengths)
         mask = lengths_to_mask(lengths, y.shape[1])
         s = self.dropout(norm_then_fire(self.norm, self.lif, y, mask))
+        if bool(mask.all()):  # every step valid (equal lengths): nothing to zero
+            return s, lengths
         return s * mask.unsqueeze(-1).to(s.dtype), lengths
 
 

@@ -221,14 +221,18 @@ class _DftConv(torch.autograd.Function):
         events = _sparse_events(x)  # spike trains: a list of events; else a time-major copy
         x_in = x.new_empty(0) if events else x.transpose(0, 1).reshape(length, batch * n_in)
         k_tm = kernel.permute(2, 1, 0).reshape(taps, n_in * n_out)  # free if stored tap-major
-        y_tm = x.new_zeros(t_out, batch * n_out)
+        y_tm = None
         step = _row_chunk(rows, batch, n_in, n_out)
         for r0 in range(0, rows, step):
             r1 = min(rows, r0 + step)
             xf = _input_spectrum(x_in, events, d_x[r0:r1], batch, n_in)
             hf = (d_k[r0:r1] @ k_tm).view(r1 - r0, n_in, n_out)
             prod = torch.bmm(xf, hf).view(r1 - r0, batch * n_out)  # the real products
-            y_tm.addmm_(inv[:, r0:r1], prod)  # combination + inverse DFT, accumulated
+            # combination + inverse DFT, accumulated (the first chunk allocates: no zero fill)
+            if y_tm is None:
+                y_tm = inv[:, r0:r1] @ prod
+            else:
+                y_tm.addmm_(inv[:, r0:r1], prod)
         ctx.save_for_backward(x_in, kernel, *(events or ()))
         ctx.geometry = (n, shift, t_out, step, batch, length, n_in)
         return y_tm.view(t_out, batch, n_out).transpose(0, 1).contiguous()
