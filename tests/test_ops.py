@@ -276,6 +276,22 @@ def test_fused_handles_empty_and_noncontiguous():
 
 
 # -- fused Gaussian kernel ------------------------------------------------------------------------
+@pytest.mark.parametrize("sigma", [0.0, 0.23, 1.0, 12.0, 100.0])
+def test_fused_gaussian_kernel_float32_close_to_float64_formula(sigma):
+    """The taps come from a recurrence (4 exps per synapse, not K): float32 rounding must stay
+    far below the 1e-4 numerics budget (measured 1e-7..4e-6), at the edges of the range too."""
+    from spikedelay.delays import gaussian_kernel
+    from spikedelay.ops.gaussian import fused_gaussian_kernel
+
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(7, 9, 1, generator=g, dtype=DT)
+    p = torch.rand(7, 9, 1, generator=g, dtype=DT) * 24 - 12
+    p[0, :3, 0] = torch.tensor([-12.0, 12.0, 0.5], dtype=DT)  # edges and a half-way centre
+    ref = gaussian_kernel(w, p, sigma, 25, fused=False)
+    got = fused_gaussian_kernel(w.float(), p.float(), sigma + 0.27, 25).double()
+    assert (got - ref).abs().max() <= 1e-5 * ref.abs().max()
+
+
 @pytest.mark.parametrize("kernel_count", [1, 2])
 @pytest.mark.parametrize("sigma", [12.0, 1.0, 0.23])
 def test_fused_gaussian_kernel_matches_dcls(kernel_count, sigma):
