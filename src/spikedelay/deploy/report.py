@@ -21,6 +21,7 @@ import numpy as np
 
 from spikedelay.deploy.net import DeployedNet, from_model, load_run_model
 from spikedelay.errors import SpikeDelayError
+from spikedelay.history import read_history
 
 
 @dataclass
@@ -123,19 +124,6 @@ def _plot_raster(x: np.ndarray, spikes: list[np.ndarray], v_out: np.ndarray, tit
     plt.close(fig)
 
 
-def _read_history(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            break
-    return rows
-
-
 def _fmt(x: float) -> str:
     if x != x:
         return "–"
@@ -184,7 +172,7 @@ def write_report(run_dir: str | Path, *, data_root: str | None = None, samples: 
         if final.get(key) is not None:
             lines.append(f"- {key.replace('_', ' ')}: {100 * final[key]:.2f} %")
     lines.append("")
-    if _plot_curves(_read_history(run_dir), fig_dir / "curves.png"):
+    if _plot_curves(read_history(run_dir), fig_dir / "curves.png"):
         lines += ["## Training curves", "", "![training curves](report/curves.png)", ""]
     _plot_delays(net, fig_dir / "delays.png")
     lines += ["## Learned delays (integer, per synapse with a non-zero weight)", "",

@@ -37,6 +37,7 @@ import torch
 from spikedelay.atomic import atomic_write_bytes, remove_stale_temporaries
 from spikedelay.config import RunConfig, config_from_dict, dump_config
 from spikedelay.errors import CheckpointError, ConfigError, TrainingDiverged
+from spikedelay.history import read_history_lines
 from spikedelay.train.checkpoint import load_checkpoint, save_checkpoint
 from spikedelay.train.distributed import World, init_world, shutdown, wrap_model
 from spikedelay.train.loop import EpochStats, evaluate, train_epoch
@@ -186,20 +187,11 @@ class MetricsLog:
         self.tb = None
         if not enabled:
             return
-        lines = []
-        if self.path.exists():
-            # Keep epochs 1..keep_epochs once each, in order; anything after them (a line of an
-            # epoch redone after a kill, or half a line) goes.
-            for line in self.path.read_text().splitlines():
-                try:
-                    epoch = json.loads(line)["epoch"]
-                except (ValueError, KeyError, TypeError):
-                    break
-                if epoch != len(lines) + 1 or epoch > keep_epochs:
-                    break
-                lines.append(line)
-        atomic_write_bytes(self.path, "".join(f"{ln}\n" for ln in lines).encode())
-        self.history = [json.loads(ln) for ln in lines]
+        # Keep epochs 1..keep_epochs once each, in order; anything after them (a line of an
+        # epoch redone after a kill, or half a line) goes.
+        kept = read_history_lines(self.path, max_epoch=keep_epochs)
+        atomic_write_bytes(self.path, "".join(f"{line}\n" for line, _ in kept).encode())
+        self.history = [row for _, row in kept]
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
