@@ -196,7 +196,7 @@ def run_worker(args) -> dict:
         net = net.to(device)
         optimizers = reference_optimizers(net)
     else:
-        from spikedelay.train.run import build_optimizers
+        from spikedelay.train.setup import build_optimizers
 
         net, step_fn, cfg = build_spikedelay(args, args.sigma, dropout)
         net = net.to(device)

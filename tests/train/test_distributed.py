@@ -18,7 +18,8 @@ import torch
 from spikedelay.config import load_config
 from spikedelay.train.checkpoint import load_checkpoint
 from spikedelay.train.distributed import World
-from spikedelay.train.run import build_model, train_run
+from spikedelay.train.run import train_run
+from spikedelay.train.setup import build_model
 
 TINY = """\
 data: {dataset: shd, bin_ms: 20.0, channel_group: 50, val_fraction: 0.2}

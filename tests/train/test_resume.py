@@ -156,7 +156,7 @@ def test_finished_run_is_not_trained_again(shd_root, tmp_path, capsys, restore_t
 
 
 def test_metrics_lines_past_the_checkpoint_are_dropped_on_resume(tmp_path):
-    from spikedelay.train.run import MetricsLog
+    from spikedelay.train.metrics_log import MetricsLog
 
     run = tmp_path
     lines = [json.dumps({"epoch": e, "x": e}) for e in (1, 2, 3)]

@@ -37,7 +37,8 @@ from spikedelay.atomic import atomic_write_bytes
 from spikedelay.config import RunConfig, load_config
 from spikedelay.errors import ConfigError
 from spikedelay.train.checkpoint import load_checkpoint
-from spikedelay.train.run import protocol_label, train_run
+from spikedelay.train.run import train_run
+from spikedelay.train.setup import protocol_label
 
 VARIANTS = ("none", "fixed", "learned")
 VARIED_KEYS = ("model.delays", "train.seed")

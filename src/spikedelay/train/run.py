@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,104 +35,19 @@ import torch
 from spikedelay.atomic import atomic_write_bytes, remove_stale_temporaries
 from spikedelay.config import RunConfig, config_from_dict, dump_config
 from spikedelay.errors import CheckpointError, ConfigError, TrainingDiverged
-from spikedelay.history import read_history_lines
 from spikedelay.train.checkpoint import load_checkpoint, save_checkpoint
 from spikedelay.train.distributed import World, init_world, shutdown, wrap_model
 from spikedelay.train.loop import EpochStats, evaluate, train_epoch
+from spikedelay.train.metrics_log import MetricsLog
 from spikedelay.train.schedule import position_lr_at, sigma_at
-
-TEST_SELECTED_LABEL = "test-selected (model chosen on the TEST set, as the reference code does)"
-
-
-def protocol_label(protocol: str) -> str:
-    return TEST_SELECTED_LABEL if protocol == "test-selected" else "validation (honest)"
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device = {name!r}: CUDA is not available on this machine")
-    return torch.device(name)
-
-
-def set_determinism(cfg: RunConfig) -> None:
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    if cfg.train.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=False)
-        torch.backends.cudnn.benchmark = False
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    else:
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-
-def build_model(cfg: RunConfig, device: torch.device):
-    from spikedelay.model import DelaySNN
-
-    return DelaySNN(cfg.model).to(device)
-
-
-def check_data_matches_model(cfg: RunConfig, splits) -> None:
-    problems = []
-    if splits.in_features != cfg.model.in_features:
-        problems.append(
-            f"model.in_features = {cfg.model.in_features} but the data has {splits.in_features} "
-            f"features per frame: use --set model.in_features={splits.in_features}"
-        )
-    n_classes = len(splits.class_names)
-    if n_classes != cfg.model.n_classes:
-        problems.append(
-            f"model.n_classes = {cfg.model.n_classes} but the data has {n_classes} classes: "
-            f"use --set model.n_classes={n_classes}"
-        )
-    if problems:
-        raise ConfigError("config does not match the data:\n  " + "\n  ".join(problems))
-
-
-@dataclass
-class Optimizers:
-    """The paper's optimizers: weights (Adam + OneCycle per epoch), positions (Adam + cosine)."""
-
-    weights: torch.optim.Adam
-    schedule: torch.optim.lr_scheduler.OneCycleLR
-    positions: torch.optim.Adam | None
-
-    def all(self) -> list[torch.optim.Optimizer]:
-        return [o for o in (self.weights, self.positions) if o is not None]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "weights": self.weights.state_dict(),
-            "schedule": self.schedule.state_dict(),
-            "positions": None if self.positions is None else self.positions.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.weights.load_state_dict(state["weights"])
-        self.schedule.load_state_dict(state["schedule"])
-        if self.positions is not None:
-            self.positions.load_state_dict(state["positions"])
-
-
-def build_optimizers(model, cfg: RunConfig) -> Optimizers:
-    groups = model.param_groups()
-    t = cfg.train
-    weights = torch.optim.Adam(
-        [
-            {"params": groups["weights"], "weight_decay": t.weight_decay},
-            {"params": groups["norm"], "weight_decay": 0.0},
-        ],
-        lr=t.lr,
-    )
-    # Stepped once per *epoch*, as the reference does.
-    schedule = torch.optim.lr_scheduler.OneCycleLR(weights, max_lr=t.lr, total_steps=t.epochs)
-    positions = None
-    if groups["positions"]:
-        positions = torch.optim.Adam(groups["positions"], lr=t.lr_positions, weight_decay=0.0)
-    return Optimizers(weights, schedule, positions)
+from spikedelay.train.setup import (
+    build_model,
+    build_optimizers,
+    check_data_matches_model,
+    pick_device,
+    protocol_label,
+    set_determinism,
+)
 
 
 def _rng_state(generator: torch.Generator, world: World | None) -> dict[str, Any]:
@@ -171,52 +84,6 @@ def _set_rng_state(state: dict[str, Any], generator: torch.Generator, world: Wor
 
 def _batches(dataset, cfg: RunConfig, *, shuffle: bool, generator: torch.Generator | None = None):
     return dataset.batches(cfg.train.batch_size, shuffle=shuffle, generator=generator)
-
-
-class MetricsLog:
-    """``metrics.jsonl`` plus optional TensorBoard; on resume, lines past the checkpoint go.
-
-    ``enabled=False`` (ranks other than 0) keeps the history in memory and writes nothing.
-    """
-
-    def __init__(self, run_dir: Path, keep_epochs: int, tensorboard: bool = True,
-                 enabled: bool = True):
-        self.path = run_dir / "metrics.jsonl"
-        self.enabled = enabled
-        self.history: list[dict[str, Any]] = []
-        self.tb = None
-        if not enabled:
-            return
-        # Keep epochs 1..keep_epochs once each, in order; anything after them (a line of an
-        # epoch redone after a kill, or half a line) goes.
-        kept = read_history_lines(self.path, max_epoch=keep_epochs)
-        atomic_write_bytes(self.path, "".join(f"{line}\n" for line, _ in kept).encode())
-        self.history = [row for _, row in kept]
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
-            except Exception:  # tensorboard is an optional extra
-                self.tb = None
-
-    def write(self, row: dict[str, Any]) -> None:
-        self.history.append(row)
-        if not self.enabled:
-            return
-        with self.path.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        if self.tb is not None:
-            for key, value in row.items():
-                if isinstance(value, (int, float)) and key != "epoch":
-                    self.tb.add_scalar(key, value, row["epoch"])
-            self.tb.flush()
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
 
 
 def _check_same_config(run_dir: Path, cfg: RunConfig) -> None:
