@@ -89,11 +89,16 @@ def _write_timing_task_fixture():
 
 @pytest.fixture
 def restore_torch_globals():
-    """`train` sets torch's thread count and deterministic mode; keep other tests unaffected."""
+    """`train` sets torch's and numba's thread counts and deterministic mode; keep other tests
+    unaffected."""
+    import numba
+
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    numba_threads = numba.get_num_threads()
     yield
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(deterministic)
+    numba.set_num_threads(numba_threads)
 
 
 @pytest.fixture(name="make_spike_set")

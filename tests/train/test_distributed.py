@@ -37,7 +37,7 @@ def test_shares_cover_the_global_batch_once(n, size):
     assert max(p.stop - p.start for p in parts) - min(p.stop - p.start for p in parts) <= 1
 
 
-def test_two_processes_match_one_process(shd_root, tmp_path):
+def test_two_processes_match_one_process(shd_root, tmp_path, restore_torch_globals):
     cfg_path = tmp_path / "tiny.yaml"
     cfg_path.write_text(TINY)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -53,13 +53,7 @@ def test_two_processes_match_one_process(shd_root, tmp_path):
         # The single-process reference runs here while the two workers start up.
         one_dir = tmp_path / "one"
         cfg = load_config(str(cfg_path), [f"data.root={shd_root}"])
-        threads = torch.get_num_threads()
-        deterministic = torch.are_deterministic_algorithms_enabled()
-        try:
-            train_run(cfg, one_dir, progress=False, log=lambda _: None)
-        finally:
-            torch.set_num_threads(threads)
-            torch.use_deterministic_algorithms(deterministic)
+        train_run(cfg, one_dir, progress=False, log=lambda _: None)
         out, err = ddp.communicate(timeout=240)
     finally:
         if ddp.poll() is None:

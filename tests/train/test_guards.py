@@ -180,3 +180,29 @@ def test_eval_with_a_missing_run_or_checkpoint(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["eval", str(tmp_path / "empty")]) == 2
     assert "checkpoint not found" in _one_error_line(capsys.readouterr().err)
+
+
+def test_numba_pool_follows_the_torch_thread_count(monkeypatch):
+    """``train.threads`` (or torchrun's OMP_NUM_THREADS) also bounds numba's own pool."""
+    import os
+    import sys
+
+    import numba
+
+    from spikedelay.train.setup import limit_numba_threads
+
+    before = numba.get_num_threads()
+    try:
+        limit_numba_threads(1)
+        assert numba.get_num_threads() == 1
+        limit_numba_threads(10_000)  # never more than numba's pool
+        assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
+    finally:
+        numba.set_num_threads(before)
+    # before numba is imported, the limit goes through its environment variable
+    monkeypatch.delitem(sys.modules, "numba")
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "8")
+    limit_numba_threads(2)
+    assert os.environ["NUMBA_NUM_THREADS"] == "2"
+    limit_numba_threads(4)  # a smaller setting already there stays
+    assert os.environ["NUMBA_NUM_THREADS"] == "2"

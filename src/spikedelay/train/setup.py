@@ -7,6 +7,7 @@ and tests can build the exact training setup without a run folder.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +31,26 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def limit_numba_threads(n: int) -> None:
+    """Give numba's thread pool (our CPU kernels) at most torch's thread count.
+
+    Why: numba keeps its own pool, sized to every core, so ``train.threads=1`` or ``torchrun``
+    ranks sharing a machine (``OMP_NUM_THREADS``) would still oversubscribe the cores. Before
+    numba is imported this sets ``NUMBA_NUM_THREADS`` for it, so that it is not imported here.
+    """
+    numba = sys.modules.get("numba")
+    if numba is None:
+        current = os.environ.get("NUMBA_NUM_THREADS")
+        if current is None or not current.isdigit() or int(current) > n:
+            os.environ["NUMBA_NUM_THREADS"] = str(n)
+    else:
+        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+
+
 def set_determinism(cfg: RunConfig) -> None:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    limit_numba_threads(torch.get_num_threads())
     if cfg.train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=False)
         torch.backends.cudnn.benchmark = False
