@@ -1,0 +1,43 @@
+"""The whole training step against the reference formulation (dcls + SpikingJelly), float64.
+
+An end-to-end guard for the fast path (DFT convolution with the sparse input transform, fused
+Gaussian kernel, fused BatchNorm → LIF, LI readout, masked loss): the loss and every gradient
+of a small SHD-like network must equal those of ``Dcls1d(version="gauss")`` layers and
+SpikingJelly's multi-step ``LIFNode``, built with the same weights, at the initial and the final
+σ. The comparison itself is ``benchmarks/train_speed.py``'s numerics check.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("spikingjelly")
+pytest.importorskip("DCLS")
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "train_speed.py"
+
+
+def _train_speed():
+    spec = importlib.util.spec_from_file_location("train_speed", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # SpikingJelly uses torch.jit.script
+def test_training_step_equals_reference_formulation(restore_torch_globals):
+    ts = _train_speed()
+    args = ts.parse_args(["--batch", "6", "--hidden", "24", "--frames", "30", "--tol", "1e-10",
+                          "--check-dtype", "float64"])
+    x, _, _ = ts.make_batch(args, torch.float64, "cpu")
+    from spikedelay.ops.delay_conv import _sparse_events
+
+    assert _sparse_events(x) is not None  # the SHD-like input takes the sparse transform
+    result = ts.run_check(args)
+    assert [s["sigma"] for s in result["per_sigma"]] == [12.0, 0.23]
+    for per_sigma in result["per_sigma"]:
+        bad = [t for t in per_sigma["tensors"] if not t["ok"]]
+        assert not bad, f"σ={per_sigma['sigma']}: {bad}"
+        assert len(per_sigma["tensors"]) == 1 + 2 * 3 + 2 * 2  # loss, 3 delay layers, 2 BNs
