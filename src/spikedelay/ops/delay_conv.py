@@ -118,8 +118,9 @@ def _sparse_kernels() -> dict[str, object] | None:
         return None
 
     @numba.njit(parallel=True, cache=True)
-    def events(x, counts):  # pragma: no cover - compiled
-        # counts[b + 1] = non-zeros of sample b; then (ptr, flat index t·in + i, value) per event
+    def events(x, counts, limit):  # pragma: no cover - compiled
+        # counts[b + 1] = non-zeros of sample b; then (ptr, flat index t·in + i, value) per event,
+        # unless there are more than ``limit`` (then the last item is False and nothing is listed)
         batch, steps, n_in = x.shape
         for b in numba.prange(batch):
             n = 0
@@ -129,6 +130,8 @@ def _sparse_kernels() -> dict[str, object] | None:
                         n += 1
             counts[b + 1] = n
         ptr = np.cumsum(counts)
+        if ptr[-1] > limit:
+            return ptr, np.empty(0, dtype=np.int32), np.empty(0, dtype=x.dtype), False
         index = np.empty(ptr[-1], dtype=np.int32)
         value = np.empty(ptr[-1], dtype=x.dtype)
         for b in numba.prange(batch):
@@ -140,7 +143,7 @@ def _sparse_kernels() -> dict[str, object] | None:
                         index[n] = t * n_in + i
                         value[n] = v
                         n += 1
-        return ptr, index, value
+        return ptr, index, value, True
 
     @numba.njit(parallel=True, cache=True)
     def transform(ptr, index, value, n_in, d_t, out):  # pragma: no cover - compiled
@@ -172,12 +175,15 @@ def _sparse_events(x: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or x.numel() == 0:
         return None
     kernels = _sparse_kernels()
-    if kernels is None or int(torch.count_nonzero(x)) > SPARSE_MAX_DENSITY * x.numel():
+    if kernels is None:
         return None
     import numpy as np
 
     counts = np.zeros(x.shape[0] + 1, dtype=np.int64)
-    ptr, index, value = kernels["events"](x.detach().contiguous().numpy(), counts)
+    limit = int(SPARSE_MAX_DENSITY * x.numel())  # counted in the same parallel pass
+    ptr, index, value, sparse = kernels["events"](x.detach().contiguous().numpy(), counts, limit)
+    if not sparse:
+        return None
     return torch.from_numpy(ptr), torch.from_numpy(index), torch.from_numpy(value)
 
 
@@ -221,21 +227,19 @@ class _DftConv(torch.autograd.Function):
         events = _sparse_events(x)  # spike trains: a list of events; else a time-major copy
         x_in = x.new_empty(0) if events else x.transpose(0, 1).reshape(length, batch * n_in)
         k_tm = kernel.permute(2, 1, 0).reshape(taps, n_in * n_out)  # free if stored tap-major
-        y_tm = None
+        y = None
         step = _row_chunk(rows, batch, n_in, n_out)
         for r0 in range(0, rows, step):
             r1 = min(rows, r0 + step)
             xf = _input_spectrum(x_in, events, d_x[r0:r1], batch, n_in)
             hf = (d_k[r0:r1] @ k_tm).view(r1 - r0, n_in, n_out)
-            prod = torch.bmm(xf, hf).view(r1 - r0, batch * n_out)  # the real products
-            # combination + inverse DFT, accumulated (the first chunk allocates: no zero fill)
-            if y_tm is None:
-                y_tm = inv[:, r0:r1] @ prod
-            else:
-                y_tm.addmm_(inv[:, r0:r1], prod)
+            prod = torch.bmm(xf, hf)  # the real products, (r, B, out)
+            # combination + inverse DFT, accumulated: one small matmul per sample writes y in
+            # its (B, T', out) layout (no transposing copy; ~2.5x faster than one wide matmul)
+            y = _per_sample(inv[:, r0:r1], prod, y)
         ctx.save_for_backward(x_in, kernel, *(events or ()))
         ctx.geometry = (n, shift, t_out, step, batch, length, n_in)
-        return y_tm.view(t_out, batch, n_out).transpose(0, 1).contiguous()
+        return y
 
     @staticmethod
     def backward(ctx, grad_y):
@@ -246,26 +250,41 @@ class _DftConv(torch.autograd.Function):
         d_x, d_k, inv = _dft_matrices(n, length, taps, shift, t_out, kernel.device, kernel.dtype)
         rows = d_x.shape[0]
         k_tm = kernel.permute(2, 1, 0).reshape(taps, n_in * n_out)
-        g_tm = grad_y.transpose(0, 1).reshape(t_out, batch * n_out)
-        grad_x_tm = kernel.new_zeros(length, batch * n_in) if need_x else None
+        grad_y = grad_y.contiguous()
+        grad_x = None
         grad_k_tm = kernel.new_zeros(taps, n_in * n_out) if need_k else None
         for r0 in range(0, rows, step):
             r1 = min(rows, r0 + step)
-            grad_prod = (inv[:, r0:r1].T @ g_tm).view(r1 - r0, batch, n_out)
+            # the adjoint of the inverse DFT, per sample: (B, r, out), read as (r, B, out)
+            grad_prod = _per_sample(inv[:, r0:r1].T, grad_y.transpose(0, 1)).transpose(0, 1)
             if need_k:
                 xf = _input_spectrum(x_in, events or None, d_x[r0:r1], batch, n_in)
                 grad_hf = torch.bmm(xf.transpose(1, 2), grad_prod)
                 grad_k_tm.addmm_(d_k[r0:r1].T, grad_hf.view(r1 - r0, n_in * n_out))
             if need_x:
                 hf = (d_k[r0:r1] @ k_tm).view(r1 - r0, n_in, n_out)
-                grad_xf = torch.bmm(grad_prod, hf.transpose(1, 2))
-                grad_x_tm.addmm_(d_x[r0:r1].T, grad_xf.view(r1 - r0, batch * n_in))
-        grad_x = grad_k = None
-        if need_x:
-            grad_x = grad_x_tm.view(length, batch, n_in).transpose(0, 1)
+                grad_xf = torch.bmm(grad_prod, hf.transpose(1, 2))  # (r, B, in)
+                grad_x = _per_sample(d_x[r0:r1].T, grad_xf, grad_x)
+        grad_k = None
         if need_k:
             grad_k = grad_k_tm.view(taps, n_in, n_out).permute(2, 1, 0)  # stored tap-major
         return grad_x, grad_k, None, None
+
+
+def _per_sample(mat: Tensor, stack: Tensor, out: Tensor | None = None) -> Tensor:
+    """``out[b] (+)= mat @ stack[:, b, :]`` for every sample ``b``: (m, r) × (r, B, c) → (B, m, c).
+
+    Why per sample: one wide ``(m, r) @ (r, B·c)`` matmul streams an output of B·c columns
+    through memory and then needs a transposing copy to (B, m, c); B small matmuls with a
+    broadcast ``mat`` keep each output block in cache and write the (B, m, c) layout directly.
+    ``stack`` may be a strided view (no copy). ``out=None`` allocates (no zero fill).
+    """
+    batch = stack.shape[1]
+    lhs = mat.unsqueeze(0).expand(batch, -1, -1)
+    rhs = stack.transpose(0, 1)
+    if out is None:
+        return torch.bmm(lhs, rhs)
+    return out.baddbmm_(lhs, rhs)
 
 
 def fft_delay_conv(x: Tensor, kernel: Tensor, left: int, right: int) -> Tensor:
