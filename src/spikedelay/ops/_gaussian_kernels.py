@@ -10,7 +10,7 @@ import math
 import numba
 import numpy as np
 
-NORM_EPS = 1e-7  # dcls' epsilon in the normalisation (also spikedelay.delays.NORM_EPS)
+from spikedelay.delays import NORM_EPS  # dcls' epsilon in the normalisation
 
 
 @numba.njit(cache=True)

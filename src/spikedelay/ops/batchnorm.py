@@ -21,17 +21,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from spikedelay.ops._interop import as_numpy as _np
+from spikedelay.ops._interop import scalar_like as _scalar
+
 
 def _kernels():
-    """The compiled kernels (numba is imported on first use, not with spikedelay)."""
-    from spikedelay.ops import _batchnorm_kernels as k
+    """The compiled kernels' module (numba is imported on first use, not with spikedelay)."""
+    from spikedelay.ops import _batchnorm_kernels
 
-    return {"forward": k.forward, "backward": k.backward, "stats": k.stats,
-            "bn_lif_forward": k.bn_lif_forward, "bn_lif_backward": k.bn_lif_backward}
-
-
-def _np(t: Tensor) -> np.ndarray:
-    return t.detach().numpy()
+    return _batchnorm_kernels
 
 
 class _MaskedBatchNorm(torch.autograd.Function):
@@ -42,7 +40,7 @@ class _MaskedBatchNorm(torch.autograd.Function):
         y = torch.empty_like(x)
         mean = x.new_empty(x.shape[2])
         var = x.new_empty(x.shape[2])
-        _kernels()["forward"](
+        _kernels().forward(
             _np(x), _np(mask_u8), _np(weight), _np(bias), float(eps), _np(y), _np(mean), _np(var)
         )
         ctx.save_for_backward(x, mask_u8, weight, mean, var)
@@ -57,15 +55,11 @@ class _MaskedBatchNorm(torch.autograd.Function):
         grad_x = torch.empty_like(x)
         grad_w = torch.empty_like(weight)
         grad_b = torch.empty_like(weight)
-        _kernels()["backward"](
+        _kernels().backward(
             _np(grad), _np(x), _np(mask_u8), _np(weight), _np(mean), _np(var), ctx.eps,
             _np(grad_x), _np(grad_w), _np(grad_b),
         )
         return grad_x, None, grad_w, grad_b, None
-
-
-def _scalar(value: float, like: Tensor) -> np.generic:
-    return np.dtype(str(like.dtype).removeprefix("torch.")).type(value)
 
 
 class _BatchNormLIF(torch.autograd.Function):
@@ -76,14 +70,14 @@ class _BatchNormLIF(torch.autograd.Function):
         x = x.contiguous()
         mask_u8 = mask.contiguous().to(torch.uint8)
         k = _kernels()
-        mean_np, var_np, n = k["stats"](_np(x), _np(mask_u8))
+        mean_np, var_np, n = k.stats(_np(x), _np(mask_u8))
         with np.errstate(over="ignore"):  # a diverging run gives inf; the NaN guard reports it
             var_np = var_np.astype(mean_np.dtype)
         mean, var = torch.from_numpy(mean_np), torch.from_numpy(var_np)
         rstd = torch.rsqrt(var.double() + eps).to(x.dtype)
         scale = weight.detach() * rstd
         spikes = torch.empty_like(x)
-        k["bn_lif_forward"](_np(x), _np(scale), mean_np, _np(bias), _scalar(tau, x),
+        k.bn_lif_forward(_np(x), _np(scale), mean_np, _np(bias), _scalar(tau, x),
                             _scalar(threshold, x), _np(spikes))
         ctx.save_for_backward(x, mask_u8, weight, bias, mean, rstd)
         ctx.constants = (tau, threshold, alpha, n)
@@ -98,7 +92,7 @@ class _BatchNormLIF(torch.autograd.Function):
         grad_x = torch.empty_like(x)
         grad_w = torch.empty_like(weight)
         grad_b = torch.empty_like(weight)
-        _kernels()["bn_lif_backward"](
+        _kernels().bn_lif_backward(
             _np(grad_s), _np(x), _np(mask_u8), _np(weight), _np(mean), _np(rstd), _np(bias),
             _scalar(tau, x), _scalar(threshold, x), float(alpha), float(n), _np(grad_x),
             _np(grad_w), _np(grad_b),

@@ -21,21 +21,18 @@ CPU only (numba); Ïƒ is a constant here (the plain version also differentiates Ï
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
-NORM_EPS = 1e-7  # dcls' epsilon in the normalisation (also spikedelay.delays.NORM_EPS)
+from spikedelay.ops._interop import as_numpy as _np
+from spikedelay.ops._interop import scalar_like as _scalar
+
 
 def _kernels():
-    """The compiled kernels (numba is imported on first use, not with spikedelay)."""
+    """The compiled kernels' module (numba is imported on first use, not with spikedelay)."""
     from spikedelay.ops import _gaussian_kernels
 
-    return {"forward": _gaussian_kernels.forward, "backward": _gaussian_kernels.backward}
-
-
-def _np(t: Tensor) -> np.ndarray:
-    return t.detach().numpy()
+    return _gaussian_kernels
 
 
 class _GaussianKernel(torch.autograd.Function):
@@ -44,8 +41,8 @@ class _GaussianKernel(torch.autograd.Function):
         weight = weight.contiguous()
         position = position.contiguous()
         out = weight.new_empty(taps, weight.shape[1], weight.shape[0])
-        s = np.dtype(str(weight.dtype).removeprefix("torch.")).type(sigma_eff)
-        _kernels()["forward"](_np(weight), _np(position), s, taps, _np(out))
+        s = _scalar(sigma_eff, weight)
+        _kernels().forward(_np(weight), _np(position), s, taps, _np(out))
         ctx.save_for_backward(weight, position)
         ctx.sigma = s
         return out.permute(2, 1, 0)
@@ -56,7 +53,7 @@ class _GaussianKernel(torch.autograd.Function):
         grad_tm = grad.permute(2, 1, 0).contiguous()  # free when grad is stored tap-major
         grad_w = torch.empty_like(weight)
         grad_p = torch.empty_like(position)
-        _kernels()["backward"](
+        _kernels().backward(
             _np(weight), _np(position), ctx.sigma, _np(grad_tm), _np(grad_w), _np(grad_p)
         )
         return grad_w, grad_p, None, None

@@ -26,6 +26,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from spikedelay.ops._interop import as_numpy as _np
+from spikedelay.ops._interop import scalar_like as _scalar
+
 _KERNELS: dict[str, object] = {}
 
 
@@ -109,15 +112,6 @@ def _numba_kernels(x: Tensor) -> dict[str, object] | None:
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or x.numel() == 0:
         return None
     return _kernels()
-
-
-def _np(t: Tensor) -> np.ndarray:
-    return t.detach().numpy()
-
-
-def _scalar(value: float, like: Tensor) -> np.generic:
-    """A numpy scalar in ``like``'s dtype, so numba computes in that precision (as torch does)."""
-    return np.dtype(str(like.dtype).removeprefix("torch.")).type(value)
 
 
 # -- torch fallback (CUDA, other dtypes) ---------------------------------------------------------
