@@ -229,13 +229,18 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
             return super().forward(x.transpose(1, 2)).transpose(1, 2)
         return self._masked_train_forward(x, mask)
 
-    def _masked_train_forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        if (
+    def _fused_kernels_apply(self, x: Tensor) -> bool:
+        """The numba kernels of ``spikedelay.ops.batchnorm`` cover local statistics with an
+        affine map on CPU float32/float64; anything else takes the torch formulation."""
+        return (
             self.stats_all_reduce is None
             and self.affine
             and x.device.type == "cpu"
             and x.dtype in (torch.float32, torch.float64)
-        ):
+        )
+
+    def _masked_train_forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        if self._fused_kernels_apply(x):
             # The same maths in 3 + 2 passes over x (spikedelay.ops.batchnorm), not ~30.
             from spikedelay.ops.batchnorm import fused_masked_batch_norm
 
@@ -283,15 +288,7 @@ def norm_then_fire(
     (same numbers; only ``x`` is kept for the backward instead of ``x`` and the LIF charge).
     """
     use_batch_stats = norm.training or not norm.track_running_stats
-    if (
-        use_batch_stats
-        and norm.stats_all_reduce is None
-        and norm.affine
-        and x.dim() == 3
-        and x.shape[1] > 0
-        and x.device.type == "cpu"
-        and x.dtype in (torch.float32, torch.float64)
-    ):
+    if use_batch_stats and x.dim() == 3 and x.shape[1] > 0 and norm._fused_kernels_apply(x):
         from spikedelay.ops.batchnorm import fused_batch_norm_lif
 
         if mask is None:

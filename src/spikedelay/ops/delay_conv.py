@@ -116,7 +116,7 @@ def _sparse_kernels() -> dict[str, object] | None:
     and by the backward pass.
     """
     if _SPARSE_KERNELS:
-        return _SPARSE_KERNELS or None
+        return _SPARSE_KERNELS
     try:
         import numba
         import numpy as np
