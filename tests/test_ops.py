@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from reference_loops import lif_spikes_loop
 
 from spikedelay.delays import delay_conv, gaussian_kernel
 from spikedelay.ops import lif as lif_ops
@@ -181,20 +182,6 @@ def test_fft_conv_rejects_mismatched_kernel():
 
 
 # -- fused LIF / LI -------------------------------------------------------------------------------
-def _lif_python(x, tau, thr):
-    b_, t_, c_ = x.shape
-    out = torch.zeros_like(x)
-    for b in range(b_):
-        for c in range(c_):
-            v = 0.0
-            for t in range(t_):
-                h = v - v / tau + float(x[b, t, c])
-                s = 1.0 if h >= thr else 0.0
-                out[b, t, c] = s
-                v = 0.0 if s else h
-    return out
-
-
 class _ATan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, alpha):
@@ -231,7 +218,7 @@ def test_fused_lif_forward_and_backward(dtype, tau, thr, alpha):
     s2 = _lif_autograd(x2, tau, thr, alpha)
     assert 0 < s1.sum() < s1.numel()
     torch.testing.assert_close(s1, s2, rtol=0, atol=0)
-    torch.testing.assert_close(s1, _lif_python(x.double(), tau, thr).to(dtype), rtol=0, atol=0)
+    torch.testing.assert_close(s1, lif_spikes_loop(x.double(), tau, thr).to(dtype), rtol=0, atol=0)
     w = torch.randn(x.shape, generator=g, dtype=torch.float64).to(dtype)
     (s1 * w).sum().backward()
     (s2 * w).sum().backward()
@@ -270,7 +257,7 @@ def test_fused_li_matches_loop_and_gradcheck():
 def test_fused_handles_empty_and_noncontiguous():
     assert fused_lif_sequence(torch.zeros(0, 5, 3), 2.0).shape == (0, 5, 3)
     x = torch.rand(6, 3, 10, dtype=DT).transpose(1, 2)  # (6, 10, 3), not contiguous
-    torch.testing.assert_close(fused_lif_sequence(x, 1.5), _lif_python(x, 1.5, 1.0))
+    torch.testing.assert_close(fused_lif_sequence(x, 1.5), lif_spikes_loop(x, 1.5, 1.0))
     with pytest.raises(ValueError, match=r"\(B, T, C\)"):
         fused_lif_sequence(torch.zeros(3, 4), 2.0)
 
