@@ -15,11 +15,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from spikedelay.errors import TrainingDiverged
 from spikedelay.train.distributed import World
-from spikedelay.train.loss import summed_softmax
+from spikedelay.train.loss import summed_softmax, summed_softmax_loss
 
 
 @dataclass
@@ -35,13 +34,6 @@ def _grads_finite(params: list[torch.nn.Parameter]) -> torch.Tensor:
         return torch.ones((), dtype=torch.bool)
     norms = torch._foreach_norm(grads)
     return torch.isfinite(torch.stack(norms).sum())
-
-
-def _loss_sum(v_out: torch.Tensor, labels: torch.Tensor, out_lengths: torch.Tensor,
-              masked: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed (not mean) cross-entropy of the time-summed softmax (see train/loss.py), and m."""
-    m = summed_softmax(v_out, out_lengths if masked else None)
-    return F.cross_entropy(m, labels, reduction="sum"), m
 
 
 def _my_share(batch, world: World | None):
@@ -94,7 +86,8 @@ def train_epoch(
             opt.zero_grad(set_to_none=True)
         # Unmasked = the reference: no lengths anywhere (BatchNorm and loss see padding too).
         v_out, out_lengths = model(x, lengths if masked_loss else None)
-        batch_loss, m = _loss_sum(v_out, labels, out_lengths, masked_loss)
+        batch_loss, m = summed_softmax_loss(
+            v_out, labels, out_lengths, masked=masked_loss, reduction="sum")
         loss = batch_loss / (n_global / size)  # = the mean over the global batch, after DDP
         loss.backward()
         finite = torch.isfinite(loss.detach()) & _grads_finite(params)
@@ -137,7 +130,8 @@ def evaluate(model: torch.nn.Module, batches: Iterable, *, masked_loss: bool = T
         if labels.shape[0] == 0:
             continue
         v_out, out_lengths = model(x, lengths if masked_loss else None)
-        batch_loss, m = _loss_sum(v_out, labels, out_lengths, masked_loss)
+        batch_loss, m = summed_softmax_loss(
+            v_out, labels, out_lengths, masked=masked_loss, reduction="sum")
         batch_correct = (m.argmax(-1) == labels).sum()
         loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
         correct = batch_correct if correct is None else correct + batch_correct

@@ -32,11 +32,13 @@ def summed_softmax_loss(
     lengths: torch.Tensor | None = None,
     *,
     masked: bool = True,
+    reduction: str = "mean",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy of the time-summed softmax; returns ``(loss, m)``.
 
     Shapes: v_out (B, T, C), labels (B,), lengths (B,) valid readout steps → loss (), m (B, C).
-    The prediction is ``m.argmax(-1)``.
+    The prediction is ``m.argmax(-1)``. ``reduction="sum"`` for data-parallel shares, which the
+    training loop divides by the global batch size itself.
     """
     m = summed_softmax(v_out, lengths if masked else None)
-    return F.cross_entropy(m, labels), m
+    return F.cross_entropy(m, labels, reduction=reduction), m
