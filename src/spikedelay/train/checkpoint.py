@@ -25,8 +25,6 @@ from spikedelay.atomic import atomic_write_bytes
 from spikedelay.errors import CheckpointError
 
 FORMAT = "spikedelay-checkpoint/1"
-# Test hook: seconds to pause between writing a temporary file and renaming it, so that a test
-# can kill the process inside the write window. Never set outside tests.
 
 
 def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
