@@ -18,7 +18,8 @@ def test_builtin_recipes_are_the_papers_values():
     assert shd.train.protocol == "validation"  # honest by default
 
 
-@pytest.mark.parametrize("name", builtin_configs())
+@pytest.mark.parametrize("name", [n for n in builtin_configs()  # REFERENCE §9 models: their
+                                  if not n.startswith(("delrec", "se-adlif"))])  # own lr
 def test_every_builtin_recipe_validates(name):
     cfg = load_config(name)
     assert cfg.train.lr == pytest.approx(5e-3) and cfg.train.lr_positions == pytest.approx(0.1)

@@ -28,6 +28,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from spikedelay.ops.recurrent import recurrent_sequence
+
 ADLIF_RANGES = {
     "alpha": (math.exp(-1 / 5), math.exp(-1 / 25)),
     "beta": (math.exp(-1 / 30), math.exp(-1 / 120)),
@@ -92,6 +94,33 @@ class SEAdLIFParameters(_ClampedParameters):
         return torch.exp(-1.0 / tau_u), torch.exp(-1.0 / tau_w), self.a, self.b
 
 
+class TrainableLI(nn.Module):
+    """Leaky-integrator readout ``V[t] = V[t-1] - V[t-1]/τ + X[t]`` (as
+    :class:`spikedelay.neurons.LI`) with one trained ``τ`` per output, clamped to ``>= 1``.
+
+    Runs on the fused engine as an SE-adLIF neuron that never fires, without adaptation
+    (``a = b = 0``), with ``α = 1 - 1/τ`` and the input scaled by ``τ``:
+    ``α V + (1-α)·τX = V - V/τ + X``. Shapes: x (B, T, C) → v (B, T, C).
+    """
+
+    def __init__(self, n: int, tau: float) -> None:
+        super().__init__()
+        if not tau >= 1.0:
+            raise ValueError(f"tau must be >= 1 (steps), got {tau}")
+        self.tau = nn.Parameter(torch.full((n,), float(tau)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        zeros = torch.zeros_like(self.tau)
+        alpha = 1.0 - 1.0 / self.tau
+        _, v = recurrent_sequence(x * self.tau, None, None, None, alpha, zeros, zeros, zeros,
+                                  neuron="se-adlif", threshold=math.inf)
+        return v
+
+    def clamp_(self) -> None:
+        with torch.no_grad():
+            self.tau.clamp_(min=1.0)
+
+
 ADAPTIVE_NEURONS: dict[str, type[_ClampedParameters]] = {
     "adlif": AdLIFParameters,
     "se-adlif": SEAdLIFParameters,
@@ -106,4 +135,5 @@ __all__ = [
     "SE_ADLIF_RANGES",
     "SE_ADLIF_TAU_U",
     "SE_ADLIF_TAU_W",
+    "TrainableLI",
 ]

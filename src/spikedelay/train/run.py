@@ -35,6 +35,7 @@ import torch
 from spikedelay.atomic import atomic_write_bytes, remove_stale_temporaries
 from spikedelay.config import RunConfig, config_from_dict, dump_config
 from spikedelay.errors import CheckpointError, ConfigError, TrainingDiverged
+from spikedelay.recurrent import recurrent_sigma_at
 from spikedelay.train.checkpoint import load_checkpoint, save_checkpoint
 from spikedelay.train.distributed import World, init_world, shutdown, wrap_model
 from spikedelay.train.loop import EpochStats, evaluate, train_epoch
@@ -225,10 +226,14 @@ def _train_run(cfg: RunConfig, run_dir: Path, world: World | None,
                              fraction=cfg.train.sigma_epochs_fraction,
                              floor=cfg.train.sigma_floor)
             model.set_sigma(sigma)
+            model.set_recurrent_sigma(recurrent_sigma_at(
+                epoch, epochs=cfg.train.epochs, sigma0=cfg.train.recurrent_sigma_init,
+                decay=cfg.train.recurrent_sigma_decay))
             if optim.positions is not None:
                 for group in optim.positions.param_groups:
-                    group["lr"] = position_lr_at(epoch, base_lr=cfg.train.lr_positions,
-                                                 epochs=cfg.train.epochs)
+                    group["lr"] = position_lr_at(
+                        epoch, base_lr=group.get("base_lr", cfg.train.lr_positions),
+                        epochs=cfg.train.epochs)
             lr = optim.weights.param_groups[0]["lr"]
             try:
                 stats = train_epoch(
