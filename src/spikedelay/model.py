@@ -246,8 +246,8 @@ class DelaySNN(nn.Module):
         ``"norm"``: BatchNorm scale and shift and the biases (no weight decay);
         ``"adaptive"``: adaptive-neuron parameters and a trained readout τ (no weight decay,
         clamped after each step); ``"recurrent_delays"``: DelRec's recurrent delays and widths
-        (their own Adam group); these two only when the model has any. Recurrent weights are ``"weights"``. Together: every trainable
-        parameter, each once.
+        (their own Adam group); these two only when the model has any. Recurrent weights are
+        ``"weights"``. Together: every trainable parameter, each once.
         """
         layers = self.delay_layers()
         stepped = [layer.neurons for layer in self.hidden if layer.neurons is not None]
