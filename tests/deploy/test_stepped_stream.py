@@ -109,3 +109,36 @@ def test_whole_synthdigits_test_set(case):
         n = int(out.lengths[b])
         np.testing.assert_allclose(net.run(x[b, : lengths[b]].numpy()).v_out,
                                    out.v_out[b, :n].numpy(), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("case", ["delrec-like", "se-adlif", "adlif-subtract"])
+def test_safetensors_export_reloads_bit_for_bit(case, tmp_path):
+    from spikedelay.deploy.export import load_exported
+    from spikedelay.deploy.stepped_export import save_stepped
+
+    model = _model(case)
+    net = from_model(model, framing={"bin_ms": 10.0}, class_names=list("abcd"))
+    back = load_exported(save_stepped(net, tmp_path / "net.safetensors"))
+    assert (back.max_delay, back.tail, back.framing, back.class_names) == (
+        net.max_delay, net.tail, net.framing, net.class_names)
+    for a, b in zip(net.layers, back.layers, strict=True):
+        for name in ("stack", "bias", "coeffs", "w_rec", "rec_lags"):
+            x, y = getattr(a, name), getattr(b, name)
+            assert (x is None and y is None) or np.array_equal(x, y), name
+        assert (a.neuron, a.tau, a.threshold, a.subtract, a.q) == (
+            b.neuron, b.tau, b.threshold, b.subtract, b.q)
+    x = (torch.rand(4, 20, 6, generator=torch.Generator().manual_seed(3)) < 0.4).double() * 3
+    with torch.no_grad():
+        v, n = model(x)
+    np.testing.assert_array_equal(back.predict(x.numpy()),
+                                  summed_softmax(v, n).argmax(1).numpy())
+
+
+def test_the_lif_engine_refuses_a_recurrent_or_adaptive_network_by_name():
+    from spikedelay.deploy.net import from_model as lif_engine
+    from spikedelay.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"recurrence \(model.recurrent.*stepped_stream"):
+        lif_engine(_model("delrec-like"))
+    with pytest.raises(CheckpointError, match="se-adlif neurons"):
+        lif_engine(_model("se-adlif"))

@@ -87,6 +87,10 @@ def load_safetensors(path: str | Path) -> DeployedNet:
         header = json.loads(meta["spikedelay"])
     except Exception as err:  # safetensors raises several types for damaged files
         raise CheckpointError(f"{path}: not a spikedelay export: {err}") from None
+    if header.get("format") == "spikedelay-stepped/1":  # a recurrent or adaptive network
+        from spikedelay.deploy.stepped_export import stepped_from_header
+
+        return stepped_from_header(header, tensors, str(path))
     if header.get("format") != FORMAT_ST:
         raise CheckpointError(f"{path}: unknown export format {header.get('format')!r}")
     try:

@@ -103,6 +103,25 @@ def needs_stepped_engine(model) -> bool:
         or not hasattr(model.li, "p"))
 
 
+def stepped_parts(model) -> str:
+    """What in ``model`` needs this engine, in config terms (for error messages)."""
+    c = model.cfg
+    parts = []
+    if set(c.recurrence()) != {"none"}:
+        parts.append(f"recurrence (model.recurrent = {c.recurrent})")
+    if c.neuron != "lif":
+        parts.append(f"{c.neuron} neurons (model.neuron)")
+    if c.reset != "hard":
+        parts.append(f"model.reset = {c.reset}")
+    if c.bias:
+        parts.append("biases (model.bias)")
+    if c.norm == "none":
+        parts.append("no BatchNorm (model.norm = none)")
+    if c.readout_tau_trainable:
+        parts.append("a trained readout τ")
+    return ", ".join(parts) or "time-stepped layers"
+
+
 def from_model(model, *, framing: dict[str, Any] | None = None,
                class_names: list[str] | None = None) -> SteppedNet:
     """Reduce a :class:`~spikedelay.model.DelaySNN` to its eval-mode integer-delay network."""
