@@ -255,5 +255,9 @@ def load_exported(path: str | Path) -> DeployedNet:
             graph = nir.read(path)
         except Exception as err:
             raise CheckpointError(f"{path}: not a readable NIR file: {err}") from None
+        if (graph.metadata or {}).get("format") == "spikedelay-stepped-nir/1":  # recurrent
+            from spikedelay.deploy.stepped_nir import from_nir as stepped_from_nir
+
+            return stepped_from_nir(graph, where=str(path))
         return from_nir(graph, where=str(path))
     return load_safetensors(path)
