@@ -76,6 +76,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     eval_every: int = 1  # epochs between validation passes
     threads: int = 0  # torch CPU threads (0 = torch's default)
+    init_from: str | None = None  # start from this run's (or checkpoint file's) weights
 
 
 @dataclass
@@ -298,11 +299,6 @@ def load_config(name_or_path: str, overrides: list[str] | None = None) -> RunCon
     """Load a builtin recipe or YAML file, apply ``section.key=value`` overrides, validate."""
     raw = _read_yaml(name_or_path)
     raw = _merge(raw, parse_overrides(overrides or []))
-    return build_config(raw)
-
-
-def config_from_dict(raw: dict[str, Any]) -> RunConfig:
-    """Rebuild a saved (resolved) config, e.g. from a checkpoint's metadata."""
     return build_config(raw)
 
 

@@ -143,7 +143,7 @@ def write_report(run_dir: str | Path, *, data_root: str | None = None, samples: 
     import matplotlib
 
     matplotlib.use("Agg")
-    from spikedelay.config import config_from_dict
+    from spikedelay.checkpoint import checkpoint_config
 
     run_dir = Path(run_dir)
     model, state = load_run_model(run_dir, checkpoint)
@@ -151,11 +151,10 @@ def write_report(run_dir: str | Path, *, data_root: str | None = None, samples: 
                      class_names=[str(c) for c in state.get("class_names") or []])
     fig_dir = run_dir / "report"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in state["config"].items()}
-    saved_root = raw.get("data", {}).get("root")
-    raw["data"]["root"] = None
-    cfg = config_from_dict(raw)  # validated without the data folder, which may have moved
-    cfg.data.root = data_root if data_root is not None else saved_root
+    # validated without the data folder, which may have moved (checked when the data loads)
+    cfg = checkpoint_config(state, run_dir / checkpoint, check_data=False)
+    if data_root is not None:
+        cfg.data.root = data_root
     lines = [f"# Report: `{run_dir.name}`", ""]
     final = {}
     if (run_dir / "metrics.json").is_file():

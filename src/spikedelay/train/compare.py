@@ -34,9 +34,9 @@ from typing import Any
 import torch
 
 from spikedelay.atomic import atomic_write_bytes
+from spikedelay.checkpoint import load_checkpoint
 from spikedelay.config import RunConfig, load_config
 from spikedelay.errors import ConfigError
-from spikedelay.train.checkpoint import load_checkpoint
 from spikedelay.train.run import train_run
 from spikedelay.train.setup import protocol_label
 
