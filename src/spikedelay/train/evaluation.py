@@ -67,8 +67,6 @@ def eval_run(run_dir: Path, *, data_root: str | None = None, progress: bool = Fa
     ``class_names`` it is indexed by. ``val`` is the split the model was selected on (the test
     set itself under ``train.protocol=test-selected``).
     """
-    from spikedelay.data.loaders import load_dataset
-
     if split not in ("val", "test"):
         raise ConfigError(f"split {split!r}: use 'val' or 'test'")
     run_dir = Path(run_dir)
@@ -77,18 +75,29 @@ def eval_run(run_dir: Path, *, data_root: str | None = None, progress: bool = Fa
     path = run_dir / checkpoint
     state = load_checkpoint(path)
     cfg = checkpoint_config(state, path, data_root=data_root)
-    if device is not None:
-        cfg.train.device = device
+    result = eval_model(model_from_checkpoint(state, path, cfg), cfg, split=split,
+                        device=device, progress=progress)
+    return {**result, "checkpoint": str(path), "epoch": state.get("epoch")}
+
+
+def eval_model(model: torch.nn.Module, cfg: RunConfig, *, split: Split = "test",
+               device: str | None = None, progress: bool = False,
+               cache_writes: bool = True) -> dict[str, Any]:
+    """:func:`eval_run` for a model in memory, on the data of ``cfg`` (``device`` overrides
+    ``cfg.train.device``; ``cache_writes=False`` leaves the frame cache as it is)."""
+    from spikedelay.data.loaders import load_dataset
+
+    if split not in ("val", "test"):
+        raise ConfigError(f"split {split!r}: use 'val' or 'test'")
     set_determinism(cfg)
-    where = pick_device(cfg.train.device)
+    where = pick_device(device or cfg.train.device)
     splits = load_dataset(cfg.data, seed=cfg.train.seed, protocol=cfg.train.protocol,
-                          progress=progress)
+                          progress=progress, cache_writes=cache_writes)
     check_data_matches_model(cfg, splits)
-    model = model_from_checkpoint(state, path, cfg, where)
     dataset = splits.test if split == "test" else splits.val
-    stats = evaluate_set(model, dataset, cfg, where, n_classes=len(splits.class_names))
+    stats = evaluate_set(model.to(where), dataset, cfg, where,
+                         n_classes=len(splits.class_names))
     return {f"{split}_acc": stats.accuracy, f"{split}_loss": stats.loss,
             f"{split}_samples": stats.samples, "split": split,
-            "checkpoint": str(path), "epoch": state.get("epoch"),
             "protocol": protocol_label(cfg.train.protocol),
             "class_names": list(splits.class_names), "confusion": stats.confusion}
