@@ -2,7 +2,7 @@
 
 Layout of a study folder::
 
-    OUT/runs/<variant>-s<seed>/  one ordinary run folder each (see :mod:`spikedelay.train.run`)
+    OUT/runs/<variant>-s<seed>/  one ordinary run folder each (:mod:`spikedelay.train.run_folder`)
     OUT/results.json             every run, and mean ± std per variant
     OUT/results.md               the table, the exact command, the protocol, the figures
     OUT/figures/*.png            validation curves, delay histograms, σ, changed delays
