@@ -46,8 +46,11 @@ def evaluate(run: str | Path | DelaySNN, cfg: RunConfig | None = None, *, split:
              device: str | None = None) -> dict[str, Any]:
     """Accuracy, loss and confusion matrix of a run folder's checkpoint on ``split``.
 
-    The numbers are those of ``spikedelay eval RUNDIR --split SPLIT --json``. A model
-    (``DelaySNN``) can be given instead of a folder, with the ``cfg`` its data comes from.
+    The numbers are those of ``spikedelay eval RUNDIR --split SPLIT``: ``{split}_acc``,
+    ``{split}_loss``, ``{split}_samples``, ``confusion[label][prediction]``, ``class_names``.
+    A model (``DelaySNN``, e.g. from a loop of your own) can be given instead of a folder, with
+    the ``cfg`` its data comes from; then nothing is written (not even frame-cache entries)
+    and the model is moved to ``device`` (default ``cfg.train.device``).
     """
     from spikedelay.train.evaluation import eval_model, eval_run
 
