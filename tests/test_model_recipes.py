@@ -113,7 +113,7 @@ def test_recipe_trains_one_epoch_on_the_shipped_data(name, tmp_path):
     readout_change = (reference_classes - 20) * (cfg.model.hidden[-1] + 1)
     assert out["params"] == REFERENCE_COUNTS[name] - readout_change
     assert math.isfinite(out["test_loss"]) and 0.0 <= out["test_acc"] <= 1.0
-    from spikedelay.train.checkpoint import load_checkpoint
+    from spikedelay.checkpoint import load_checkpoint
 
     state = load_checkpoint(tmp_path / "best.safetensors")["model"]
     fresh = DelaySNN(cfg.model).state_dict()

@@ -89,7 +89,7 @@ def test_whole_synthdigits_test_set(case):
     """A small recurrent-delay and an SE-adLIF network on all 300 shipped test words."""
     from spikedelay.data.framing import Framing
     from spikedelay.data.hdf5 import read_spike_file
-    from spikedelay.data.loaders import pad_packed
+    from spikedelay.data.sets import pad_packed
 
     rec = read_spike_file(SHARED_DATA / "shd_test.h5")
     framing = Framing()
