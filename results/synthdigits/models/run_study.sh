@@ -35,6 +35,10 @@ declare -A MODELS=(
 )
 ORDER=(lif-synaptic delrec plain-recurrent se-adlif se-adlif-synaptic se-adlif-axonal)
 for name in "${ORDER[@]}"; do
+  if [[ $name == *axonal ]] && ! spikedelay configs quick | grep -q delay_kind; then
+    echo "== $name skipped: this spikedelay has no model.delay_kind (axonal delays)"
+    continue
+  fi
   read -r -a spec <<< "${MODELS[$name]}"
   config=${spec[0]}
   extra=("${spec[@]:1}")
