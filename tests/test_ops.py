@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from reference_loops import lif_spikes_loop
 
 from spikedelay.delays import delay_conv, gaussian_kernel
-from spikedelay.ops import lif as lif_ops
+from spikedelay.ops import _lif_torch as lif_ops
 from spikedelay.ops.delay_conv import fft_delay_conv, fft_size
 from spikedelay.ops.lif import fused_li_sequence, fused_lif_sequence
 
@@ -79,7 +79,10 @@ INPUT_KINDS = ["dense", "spikes", "counts"]
 
 @pytest.mark.parametrize("kind", INPUT_KINDS)
 def test_input_kind_selects_the_transform(kind):
-    from spikedelay.ops.delay_conv import _sparse_events
+    from spikedelay.ops import dispatch
+
+    def _sparse_events(t):
+        return dispatch.select("delay_conv", t).sparse_events(t)
 
     x = _inputs(kind, (4, 50, 20), torch.Generator().manual_seed(0))
     events = _sparse_events(x)
@@ -229,16 +232,16 @@ def test_fused_lif_forward_and_backward(dtype, tau, thr, alpha):
 def test_fused_lif_torch_fallback_equals_numba():
     g = torch.Generator().manual_seed(5)
     x = torch.rand(4, 30, 6, generator=g, dtype=DT) * 1.3
-    h_t, s_t = lif_ops._lif_forward_torch(x, 1.5, 1.0)
+    h_t, s_t = lif_ops.lif_forward(x, 1.5, 1.0)
     s_n = fused_lif_sequence(x, 1.5, 1.0)
     torch.testing.assert_close(s_t, s_n, rtol=0, atol=0)
     gs = torch.randn(x.shape, generator=g, dtype=DT)
     xr = x.clone().requires_grad_()
     fused_lif_sequence(xr, 1.5, 1.0, 5.0).backward(gs)
-    torch.testing.assert_close(lif_ops._lif_backward_torch(gs, h_t, 1.5, 1.0, 5.0), xr.grad)
-    v_t = lif_ops._li_forward_torch(x, 1.5)
+    torch.testing.assert_close(lif_ops.lif_backward(gs, h_t, 1.5, 1.0, 5.0), xr.grad)
+    v_t = lif_ops.li_forward(x, 1.5)
     torch.testing.assert_close(v_t, fused_li_sequence(x, 1.5), rtol=1e-14, atol=1e-14)
-    torch.testing.assert_close(lif_ops._li_backward_torch(gs, 1.5),
+    torch.testing.assert_close(lif_ops.li_backward(gs, 1.5),
                                torch.autograd.grad(fused_li_sequence(xr, 1.5), xr, gs)[0])
 
 
