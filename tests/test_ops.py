@@ -1,6 +1,8 @@
 """Fast kernels (spikedelay.ops) against independent references: naive loops, conv1d, dcls-built
-kernels, finite differences. Forward and gradients, several shapes and paddings. ~13 s, plus
-about a minute of numba compilation the first time (cached in __pycache__ afterwards).
+kernels, finite differences. Forward and gradients, several shapes and paddings. The fused
+kernels run under every backend that runs on CPU (``kernel_backend``: numba, torch and Triton in
+its interpreter). ~1 min, plus about a minute of numba compilation the first time (cached in
+__pycache__ afterwards).
 """
 
 from __future__ import annotations
@@ -211,6 +213,7 @@ def _lif_autograd(x, tau, thr, alpha):
     return torch.stack(out, 1)
 
 
+@pytest.mark.usefixtures("kernel_backend")  # numba, torch, Triton (interpreted)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("tau,thr,alpha", [(1.005, 1.0, 5.0), (2.0, 1.0, 5.0), (1.5, 0.5, 2.0)])
 def test_fused_lif_forward_and_backward(dtype, tau, thr, alpha):
@@ -245,6 +248,7 @@ def test_fused_lif_torch_fallback_equals_numba():
                                torch.autograd.grad(fused_li_sequence(xr, 1.5), xr, gs)[0])
 
 
+@pytest.mark.usefixtures("kernel_backend")  # numba, torch, Triton (interpreted)
 def test_fused_li_matches_loop_and_gradcheck():
     g = torch.Generator().manual_seed(6)
     x = torch.randn(2, 15, 3, generator=g, dtype=DT, requires_grad=True)
@@ -257,6 +261,7 @@ def test_fused_li_matches_loop_and_gradcheck():
     assert torch.autograd.gradcheck(lambda a: fused_li_sequence(a, 1.5), (x,))
 
 
+@pytest.mark.usefixtures("kernel_backend")  # numba, torch, Triton (interpreted)
 def test_fused_handles_empty_and_noncontiguous():
     assert fused_lif_sequence(torch.zeros(0, 5, 3), 2.0).shape == (0, 5, 3)
     x = torch.rand(6, 3, 10, dtype=DT).transpose(1, 2)  # (6, 10, 3), not contiguous
@@ -266,6 +271,7 @@ def test_fused_handles_empty_and_noncontiguous():
 
 
 # -- fused Gaussian kernel ------------------------------------------------------------------------
+@pytest.mark.usefixtures("kernel_backend")  # numba, torch, Triton (interpreted)
 @pytest.mark.parametrize("sigma", [0.0, 0.23, 1.0, 12.0, 100.0])
 def test_fused_gaussian_kernel_float32_close_to_float64_formula(sigma):
     """The taps come from a recurrence (4 exps per synapse, not K): float32 rounding must stay
@@ -282,6 +288,7 @@ def test_fused_gaussian_kernel_float32_close_to_float64_formula(sigma):
     assert (got - ref).abs().max() <= 1e-5 * ref.abs().max()
 
 
+@pytest.mark.usefixtures("kernel_backend")  # numba, torch, Triton (interpreted)
 @pytest.mark.parametrize("kernel_count", [1, 2])
 @pytest.mark.parametrize("sigma", [12.0, 1.0, 0.23])
 def test_fused_gaussian_kernel_matches_dcls(kernel_count, sigma):
@@ -309,6 +316,7 @@ def test_fused_gaussian_kernel_matches_dcls(kernel_count, sigma):
     torch.testing.assert_close(got_p, ref_p[0], rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.usefixtures("kernel_backend")  # numba, torch, Triton (interpreted)
 def test_fused_gaussian_kernel_gradcheck():
     from spikedelay.ops.gaussian import fused_gaussian_kernel
 
@@ -328,6 +336,7 @@ def _bn_reference(x, mask, weight, bias, eps):
     return (x - mean) / torch.sqrt(var + eps) * weight + bias
 
 
+@pytest.mark.usefixtures("kernel_backend")  # numba, torch, Triton (interpreted)
 @pytest.mark.parametrize("lengths", [[9, 9, 9, 9], [9, 5, 7, 1]])
 def test_fused_masked_batch_norm_matches_reference(lengths):
     from spikedelay.ops.batchnorm import fused_masked_batch_norm
@@ -350,6 +359,7 @@ def test_fused_masked_batch_norm_matches_reference(lengths):
         torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.usefixtures("kernel_backend")  # numba, torch, Triton (interpreted)
 @pytest.mark.parametrize("tau", [1.005, 2.0])
 def test_fused_batch_norm_lif_equals_composition(tau):
     from spikedelay.ops.batchnorm import fused_batch_norm_lif
