@@ -41,6 +41,7 @@ from spikedelay.train.loop import EpochStats, evaluate, train_epoch
 from spikedelay.train.metrics_log import MetricsLog
 from spikedelay.train.schedule import position_lr_at, sigma_at
 from spikedelay.train.setup import (
+    TorchGlobals,
     build_model,
     build_optimizers,
     check_data_matches_model,
@@ -124,12 +125,14 @@ def train_run(
     (used by tests to simulate interruptions). Started by ``torchrun`` with several processes,
     it trains data-parallel; ranks other than 0 return ``{}``.
     """
+    saved = TorchGlobals.capture()  # the run's thread/TF32/determinism settings end with it
     world, dist_device = init_world(cfg.train.device)
     try:
         return _train_run(cfg, Path(run_dir), world, dist_device, progress=progress, log=log,
                           stop_after_epochs=stop_after_epochs)
     finally:
         shutdown(world)
+        saved.restore()
 
 
 def _check_data_location(cfg: RunConfig) -> None:
@@ -326,6 +329,15 @@ def finish_run(cfg: RunConfig, run_dir: Path, splits, device: torch.device, best
 def eval_run(run_dir: Path, *, data_root: str | None = None, progress: bool = False,
              checkpoint: str = "best.safetensors") -> dict[str, Any]:
     """Evaluate a run's selected checkpoint on its test set, exactly as training did."""
+    saved = TorchGlobals.capture()
+    try:
+        return _eval_run(run_dir, data_root=data_root, progress=progress, checkpoint=checkpoint)
+    finally:
+        saved.restore()
+
+
+def _eval_run(run_dir: Path, *, data_root: str | None, progress: bool,
+              checkpoint: str) -> dict[str, Any]:
     from spikedelay.data.loaders import load_dataset
 
     run_dir = Path(run_dir)
