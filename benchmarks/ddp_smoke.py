@@ -63,8 +63,7 @@ def main(argv=None) -> int:
                 loss.backward()
                 losses.append(float(loss))
             worst = max(worst, abs(losses[0] - losses[1]) / abs(losses[0]))
-            for (name, a), b in zip(plain.named_parameters(), ddp.module.parameters(),
-                                    strict=True):
+            for a, b in zip(plain.parameters(), ddp.module.parameters(), strict=True):
                 if a.grad is not None:
                     scale = max(float(a.grad.abs().max()), 1e-30)
                     worst = max(worst, float((a.grad - b.grad).abs().max()) / scale)
