@@ -65,3 +65,18 @@ def test_tf32_only_when_the_run_asks(allow, odd_globals):
         assert torch.backends.cudnn.benchmark  # the autotuner is not the run's business
         assert not torch.are_deterministic_algorithms_enabled()  # quick does not ask for it
     assert _globals() == before
+
+
+@pytest.mark.parametrize("value,device,match", [
+    ("cuda", "cpu", "SPIKEDELAY_KERNELS='cuda' is not a kernel backend"),
+    ("numba", "meta", "numba cannot run on meta tensors"),
+])
+def test_impossible_kernel_backend_is_a_config_error(monkeypatch, value, device, match):
+    from spikedelay.errors import ConfigError
+    from spikedelay.train.setup import pick_device
+
+    monkeypatch.setenv("SPIKEDELAY_KERNELS", value)
+    with pytest.raises(ConfigError, match=match):
+        pick_device(device)
+    monkeypatch.setenv("SPIKEDELAY_KERNELS", "torch")
+    assert pick_device(device) == torch.device(device)

@@ -16,7 +16,7 @@ import triton.language as tl
 from torch import Tensor
 
 from spikedelay.ops._lif_triton import div_exact
-from spikedelay.ops._triton_common import channel_block, constants
+from spikedelay.ops._triton_common import TIME_LOOP_WARPS, channel_block, constants
 
 ROWS = 32  # (batch × time) rows per program of the reductions
 
@@ -204,7 +204,7 @@ def bn_lif_forward(x: Tensor, mask: Tensor, weight: Tensor, bias: Tensor, eps: f
     block = channel_block(channels)
     _bn_lif_forward_kernel[(batch, triton.cdiv(channels, block))](
         x, mean, weight * rstd, bias, constants(x, tau, threshold), spikes, steps, channels,
-        BLOCK=block)
+        BLOCK=block, num_warps=TIME_LOOP_WARPS)
     return spikes, mean, var.to(x.dtype), rstd, n
 
 
@@ -220,7 +220,7 @@ def bn_lif_backward(grad_s: Tensor, x: Tensor, mask: Tensor, weight: Tensor, bia
     p = constants(x, tau, threshold, alpha / 2.0, math.pi / 2.0 * alpha)
     _bn_lif_backward_kernel[(batch, triton.cdiv(channels, block))](
         grad_s, x, mean, rstd, scale, bias.detach(), p, grad_x, part_g, part_gx, steps, channels,
-        BLOCK=block)
+        BLOCK=block, num_warps=TIME_LOOP_WARPS)
     sum_g, sum_gx = part_g.sum(0), part_gx.sum(0)
     _input_grad(grad_x, x, mask, mean, rstd, scale, sum_g, sum_gx, n, grad_x)  # in place
     return grad_x, sum_gx.to(weight.dtype), sum_g.to(weight.dtype)

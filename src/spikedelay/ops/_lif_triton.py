@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from spikedelay.ops._triton_common import channel_block, constants
+from spikedelay.ops._triton_common import TIME_LOOP_WARPS, channel_block, constants
 
 
 @triton.jit
@@ -104,7 +104,7 @@ def lif_forward(x: Tensor, tau: float, threshold: float) -> tuple[Tensor, Tensor
     if x.numel():
         grid, block = _grid(x)
         _lif_forward_kernel[grid](x, h, s, constants(x, tau, threshold), x.shape[1], x.shape[2],
-                                  BLOCK=block)
+                                  BLOCK=block, num_warps=TIME_LOOP_WARPS)
     return h, s
 
 
@@ -113,7 +113,8 @@ def lif_backward(grad_s: Tensor, h: Tensor, tau: float, threshold: float, alpha:
     if h.numel():
         grid, block = _grid(h)
         p = constants(h, tau, threshold, alpha / 2.0, math.pi / 2.0 * alpha)
-        _lif_backward_kernel[grid](grad_s, h, grad_x, p, h.shape[1], h.shape[2], BLOCK=block)
+        _lif_backward_kernel[grid](grad_s, h, grad_x, p, h.shape[1], h.shape[2], BLOCK=block,
+                                   num_warps=TIME_LOOP_WARPS)
     return grad_x
 
 
@@ -121,7 +122,8 @@ def li_forward(x: Tensor, tau: float) -> Tensor:
     v = torch.empty_like(x)
     if x.numel():
         grid, block = _grid(x)
-        _li_forward_kernel[grid](x, v, constants(x, tau), x.shape[1], x.shape[2], BLOCK=block)
+        _li_forward_kernel[grid](x, v, constants(x, tau), x.shape[1], x.shape[2], BLOCK=block,
+                                 num_warps=TIME_LOOP_WARPS)
     return v
 
 
@@ -130,5 +132,5 @@ def li_backward(grad_v: Tensor, tau: float) -> Tensor:
     if grad_v.numel():
         grid, block = _grid(grad_v)
         _li_backward_kernel[grid](grad_v, grad_x, constants(grad_v, tau), grad_v.shape[1],
-                                  grad_v.shape[2], BLOCK=block)
+                                  grad_v.shape[2], BLOCK=block, num_warps=TIME_LOOP_WARPS)
     return grad_x

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 CHANNEL_BLOCK = 64  # channels per program of the time-loop kernels (one sample each)
+TIME_LOOP_WARPS = 2  # 64 threads: one per channel of a block (the time loop is sequential)
 
 
 def constants(like: Tensor, *values: float) -> Tensor:

@@ -26,11 +26,26 @@ def protocol_label(protocol: str) -> str:
 
 
 def pick_device(name: str) -> torch.device:
+    """``train.device`` as a device; also checks that ``SPIKEDELAY_KERNELS`` can run there."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    elif name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device = {name!r}: CUDA is not available on this machine")
-    return torch.device(name)
+    else:
+        device = torch.device(name)
+    check_kernel_backend(device)
+    return device
+
+
+def check_kernel_backend(device: torch.device) -> None:
+    """A bad or impossible ``SPIKEDELAY_KERNELS`` as one clear error before training starts
+    (not a traceback from inside the first step)."""
+    from spikedelay.ops.dispatch import KernelBackendError, backend_name
+
+    try:
+        backend_name("lif", torch.empty(0, device=device))
+    except KernelBackendError as err:
+        raise ConfigError(str(err)) from None
 
 
 def limit_numba_threads(n: int) -> None:
