@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from spikedelay.config import load_config
-from spikedelay.train.run import eval_run, train_run
+from spikedelay.train.evaluation import eval_run
+from spikedelay.train.run import train_run
 from spikedelay.train.setup import run_globals
 
 TINY = """\
