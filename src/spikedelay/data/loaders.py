@@ -29,6 +29,7 @@ from spikedelay.config import DataConfig
 from spikedelay.data.cache import FrameCache, file_digest
 from spikedelay.data.framing import Framing
 from spikedelay.data.hdf5 import N_CHANNELS, find_split_files, read_spike_file
+from spikedelay.data.speakers import speaker_strata, stratified_val_speakers
 from spikedelay.errors import DataError
 
 PROTOCOLS = ("validation", "test-selected")
@@ -222,19 +223,24 @@ def frame_spike_file(
 
 
 def split_train_val(
-    speakers: np.ndarray | None, n: int, val_fraction: float, seed: int
+    speakers: np.ndarray | None, n: int, val_fraction: float, seed: int,
+    strata: dict[int, str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val): whole speakers held out when speakers are known, else samples.
 
     ``val_fraction * n_speakers`` speakers, rounded half up (at least 1, at most all but 1),
-    go to val, chosen by a permutation seeded with ``seed``.
+    go to val, chosen by a permutation seeded with ``seed`` or, given ``strata`` (speaker ->
+    accent), spread over the strata (:func:`spikedelay.data.speakers.stratified_val_speakers`).
     """
     rng = np.random.default_rng(seed)
     if speakers is not None:
         ids = np.unique(speakers)
         if len(ids) >= 2:
             n_val = min(max(1, int(val_fraction * len(ids) + 0.5)), len(ids) - 1)
-            val_ids = rng.permutation(ids)[:n_val]
+            if strata is not None:
+                val_ids = stratified_val_speakers(ids, strata, n_val, seed=seed)
+            else:
+                val_ids = rng.permutation(ids)[:n_val]
             is_val = np.isin(speakers, val_ids)
             return np.flatnonzero(~is_val), np.flatnonzero(is_val)
         warnings.warn(
@@ -325,7 +331,8 @@ def load_dataset(
         val = sets["valid"]
     else:
         speakers = None if train.speakers is None else train.speakers.numpy()
-        tr_idx, va_idx = split_train_val(speakers, len(train), cfg.val_fraction, seed)
+        strata = speaker_strata(files["train"]) if cfg.val_split == "stratified" else None
+        tr_idx, va_idx = split_train_val(speakers, len(train), cfg.val_fraction, seed, strata)
         train, val = _index(train, tr_idx), _index(train, va_idx)
     return DataSplits(
         train=train,

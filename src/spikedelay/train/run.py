@@ -149,6 +149,7 @@ def _check_data_location(cfg: RunConfig) -> None:
 def _train_run(cfg: RunConfig, run_dir: Path, world: World | None,
                dist_device: torch.device | None, *, progress: bool, log: Reporter,
                stop_after_epochs: int | None) -> dict[str, Any]:
+    from spikedelay.data.augment import Augmenter
     from spikedelay.data.loaders import load_dataset
 
     main = world is None or world.is_main
@@ -179,6 +180,8 @@ def _train_run(cfg: RunConfig, run_dir: Path, world: World | None,
         world.barrier()
     check_data_matches_model(cfg, splits)
     train_set, val_set = splits.train.to(device), splits.val.to(device)
+    # Training batches only; each epoch's draws come from (seed, epoch), so resume needs no state.
+    augment = Augmenter.build(cfg.data.augment, train_set, splits.framing, seed=cfg.train.seed)
 
     model = build_model(cfg, device)  # same seed, same initial weights on every rank
     if world is not None and world.rank > 0:
@@ -230,10 +233,12 @@ def _train_run(cfg: RunConfig, run_dir: Path, world: World | None,
                     group["lr"] = position_lr_at(epoch, base_lr=cfg.train.lr_positions,
                                                  epochs=cfg.train.epochs)
             lr = optim.weights.param_groups[0]["lr"]
+            train_batches = _batches(train_set, cfg, shuffle=True, generator=generator)
+            if augment is not None:
+                train_batches = augment.batches(train_batches, epoch)
             try:
                 stats = train_epoch(
-                    net, _batches(train_set, cfg, shuffle=True, generator=generator),
-                    optim.all(), masked_loss=cfg.train.masked_loss, epoch=epoch,
+                    net, train_batches, optim.all(), masked_loss=cfg.train.masked_loss, epoch=epoch,
                     after_step=model.clamp_positions_, world=world,
                 )
             except TrainingDiverged as err:
