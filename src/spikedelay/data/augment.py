@@ -87,9 +87,16 @@ def shift_in_time(x: torch.Tensor, lengths: torch.Tensor, shifts: torch.Tensor,
 
 
 def thin(x: torch.Tensor, keep: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Binomial thinning: each count ``n`` becomes ``Binomial(n, keep)`` (keep broadcasts to x)."""
-    prob = torch.broadcast_to(keep, x.shape).contiguous().to(x.dtype)
-    return torch.binomial(x, prob, generator=generator)
+    """Binomial thinning: each count ``n`` becomes ``Binomial(n, keep)`` (keep broadcasts to x).
+
+    Only the non-zero counts are drawn (spike frames are mostly zeros; the binomial sampler is
+    the expensive part)."""
+    flat = x.reshape(-1)
+    nz = torch.nonzero(flat).squeeze(1)
+    prob = torch.broadcast_to(keep.to(x.dtype), x.shape).reshape(-1)[nz]
+    out = torch.zeros_like(flat)
+    out[nz] = torch.binomial(flat[nz], prob, generator=generator)
+    return out.view_as(x)
 
 
 def move_counts(x: torch.Tensor, pos: torch.Tensor, size: int,
@@ -224,16 +231,20 @@ class Transform:
 
     def __call__(self, x: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor,
                  ctx: Context, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x', lengths'): the transform on a share ``p`` of the samples, the rest unchanged.
-        The draws do not depend on which samples are picked (fixed draws per call)."""
+        """(x', lengths'): the transform on a share ``p`` of the samples, the rest unchanged
+        (only the picked samples are computed)."""
         picked = torch.rand(x.shape[0], generator=generator, device=x.device) < self.p
-        new_x, new_lengths = self.apply(x, lengths, labels, ctx, generator)
-        t_out = max(x.shape[1], new_x.shape[1])
-        new_x, old_x = _pad_time(new_x, t_out), _pad_time(x, t_out)
-        out = torch.where(picked[:, None, None], new_x, old_x)
-        out_lengths = torch.where(picked, new_lengths, lengths)
-        t_keep = int(out_lengths.max()) if out_lengths.numel() else 0
-        return out[:, :t_keep], out_lengths
+        idx = torch.nonzero(picked).squeeze(1)
+        if idx.numel() == 0:
+            return x, lengths
+        sub_lengths = lengths[idx]
+        sub_x = x[idx, : int(sub_lengths.max())]
+        new_x, new_lengths = self.apply(sub_x, sub_lengths, labels[idx], ctx, generator)
+        out = _pad_time(x, max(x.shape[1], new_x.shape[1])).clone()
+        out[idx] = _pad_time(new_x, out.shape[1])
+        out_lengths = lengths.clone()
+        out_lengths[idx] = new_lengths
+        return out[:, : int(out_lengths.max())], out_lengths
 
 
 def _pad_time(x: torch.Tensor, t: int) -> torch.Tensor:
