@@ -408,3 +408,31 @@ def test_training_path_augments_train_batches_only(shd_root: Path, monkeypatch,
         first = batches[0]
         t = first.x.shape[1]
         assert torch.equal(first.x, fs.frames[: len(first.labels), :t].float())
+
+
+def test_a_resumed_augmented_run_ends_where_an_uninterrupted_one_does(
+        shd_root: Path, restore_torch_globals):
+    from spikedelay.train.checkpoint import load_checkpoint
+    from spikedelay.train.run import train_run
+
+    cfg = build_config({
+        "data": {"dataset": "shd", "root": str(shd_root), "bin_ms": 20.0, "channel_group": 50,
+                 "val_fraction": 0.34, "augment": [
+                     {"name": "time_shift", "max_shift": 2, "p": 0.5},
+                     {"name": "class_blend", "p": 0.5}, {"name": "event_drop"}]},
+        "model": {"in_features": 14, "hidden": [6], "n_classes": 3, "max_delay": 3},
+        "train": {"epochs": 3, "batch_size": 8, "device": "cpu", "threads": 1,
+                  "deterministic": True},
+    })
+    quiet = {"progress": False, "log": lambda _: None}
+    train_run(cfg, shd_root.parent / "whole", **quiet)
+    train_run(cfg, shd_root.parent / "cut", stop_after_epochs=1, **quiet)
+    train_run(cfg, shd_root.parent / "cut", **quiet)
+    a = load_checkpoint(shd_root.parent / "whole" / "last.safetensors")["model"]
+    b = load_checkpoint(shd_root.parent / "cut" / "last.safetensors")["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    plain = build_config({**{k: v for k, v in cfg.to_dict().items()},
+                          "data": {**cfg.to_dict()["data"], "augment": []}})
+    train_run(plain, shd_root.parent / "plain", **quiet)
+    c = load_checkpoint(shd_root.parent / "plain" / "last.safetensors")["model"]
+    assert any(not torch.equal(a[k], c[k]) for k in a)  # the augmentation did act
