@@ -25,7 +25,7 @@ DelayMode = Literal["learned", "fixed", "none"]
 Padding = Literal["reference", "causal"]
 Protocol = Literal["validation", "test-selected"]
 DatasetName = Literal["synthdigits", "shd", "ssc", "gsc"]
-ValSplit = Literal["speakers", "stratified"]
+ValSplit = Literal["speakers", "stratified", "difficulty"]
 
 
 @dataclass
@@ -38,7 +38,7 @@ class DataConfig:
     channel_group: int = 5  # sum this many neighbouring cochlea channels (700 -> 140)
     max_frames: int | None = None  # crop long samples (None = keep every frame)
     val_fraction: float = 0.1  # share of training *speakers* held out for model selection
-    val_split: ValSplit = "speakers"  # speakers: random speakers | stratified: spread over accents
+    val_split: ValSplit = "speakers"  # random speakers | stratified (accents) | difficulty
     cache: bool = True  # cache framed tensors on disk, keyed by file content + framing
     # training-only augmentation, applied in order: [{name: time_shift, max_shift: 10}, ...]
     # (names and parameters: spikedelay.data.augment, docs/data.md)

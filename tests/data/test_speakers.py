@@ -88,3 +88,66 @@ def test_stratified_split_through_the_loader(tmp_path: Path, make_spike_set, wri
     plain = load_dataset(DataConfig(dataset="shd", root=str(root), val_fraction=0.25), seed=0,
                          protocol="validation", progress=False)
     assert len(set(plain.val.speakers.tolist())) == 4
+
+
+def test_histogram_features_equal_a_loop():
+    import torch
+
+    from spikedelay.data.speakers import histogram_features
+
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 4, (3, 17, 70), generator=g).to(torch.uint8)
+    lengths = torch.tensor([17, 9, 3])
+    frames[1, 9:] = 0
+    frames[2, 3:] = 0
+    got = histogram_features(frames, lengths, t_bins=4, groups=35)
+    for n in range(3):
+        ref = np.zeros((4, 35))
+        for t in range(int(lengths[n])):
+            b = t * 4 // int(lengths[n])
+            for c in range(70):
+                ref[b, c // 2] += float(frames[n, t, c])
+        assert np.allclose(got[n], (ref / ref.sum()).reshape(-1))
+
+
+def test_difficulty_ranks_noisy_speakers_below_clean_ones_and_strata_spread_them():
+    import torch
+
+    from spikedelay.data.speakers import difficulty_strata, speaker_difficulty
+
+    g = torch.Generator().manual_seed(1)
+    n_spk, per, c = 12, 12, 35
+    labels = torch.arange(n_spk * per) % 3
+    speakers = torch.arange(n_spk * per) // per
+    frames = torch.randint(0, 2, (n_spk * per, 8, c), generator=g).float()
+    clean = speakers < 8  # speakers 8-11: no class signal at all
+    for k in range(3):
+        rows = clean & (labels == k)
+        frames[rows, :, k * 10:(k + 1) * 10] += 3
+    d = speaker_difficulty(frames, torch.full((len(labels),), 8), labels, speakers)
+    assert min(d[s] for s in range(8)) > max(d[s] for s in range(8, 12))
+    strata = difficulty_strata(d)
+    assert Counter(strata.values()) == {"q0": 4, "q1": 4, "q2": 4}
+    assert {strata[s] for s in range(8, 12)} == {"q0"}
+    val = stratified_val_speakers(np.arange(12), strata, 3, seed=0)
+    assert sorted(strata[int(s)] for s in val) == ["q0", "q1", "q2"]
+
+
+def test_difficulty_split_through_the_loader(tmp_path: Path, write_timing_task):
+    from spikedelay.data.speakers import difficulty_strata, speaker_difficulty
+
+    root = tmp_path / "t"
+    root.mkdir()
+    write_timing_task(root / "shd_train.h5", 2, range(9), seed=0, noise=300)
+    write_timing_task(root / "shd_test.h5", 1, range(9, 11), seed=1)
+    cfg = DataConfig(dataset="shd", root=str(root), val_fraction=0.34, val_split="difficulty",
+                     bin_ms=20.0, channel_group=50)
+    whole = load_dataset(cfg, seed=0, protocol="test-selected", progress=False).train
+    strata = difficulty_strata(speaker_difficulty(whole.frames, whole.lengths, whole.labels,
+                                                  whole.speakers))
+    assert len(set(strata.values())) == 3
+    for seed in range(4):
+        a = load_dataset(cfg, seed=seed, protocol="validation", progress=False)
+        val = set(a.val.speakers.tolist())
+        assert len(val) == 3 and not val & set(a.train.speakers.tolist())
+        assert {strata[s] for s in val} == {"q0", "q1", "q2"}  # one speaker per tercile

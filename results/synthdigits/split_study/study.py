@@ -33,7 +33,13 @@ sys.path.insert(0, str(ROOT / "src"))
 from spikedelay.config import config_from_dict  # noqa: E402
 from spikedelay.data.hdf5 import find_split_files  # noqa: E402
 from spikedelay.data.loaders import default_synthdigits_root, load_dataset  # noqa: E402
-from spikedelay.data.speakers import speaker_table  # noqa: E402
+from spikedelay.data.speakers import (  # noqa: E402
+    _ridge_predict,
+    difficulty_strata,
+    histogram_features,
+    speaker_difficulty,
+    speaker_table,
+)
 from spikedelay.train.checkpoint import load_checkpoint  # noqa: E402
 from spikedelay.train.loop import predict  # noqa: E402
 from spikedelay.train.setup import build_model  # noqa: E402
@@ -103,30 +109,6 @@ def frames_features(fs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return fs.lengths.numpy(), spikes.numpy(), centroid.numpy()
 
 
-def histogram_features(fs, t_bins: int = 8, groups: int = 35) -> np.ndarray:
-    """Spike histograms over ``t_bins`` equal parts of each sample × ``groups`` channel groups,
-    normalised to sum 1 (the linear sanity check of docs/data.md)."""
-    x = fs.frames.float().numpy()
-    out = np.zeros((len(x), t_bins, groups))
-    c = x.shape[-1]
-    for i, (sample, n) in enumerate(zip(x, fs.lengths.numpy(), strict=True)):
-        edges = np.linspace(0, n, t_bins + 1).astype(int)
-        for b in range(t_bins):
-            part = sample[edges[b]: max(edges[b + 1], edges[b] + 1)].sum(0)
-            out[i, b] = part[: groups * (c // groups)].reshape(groups, -1).sum(-1)
-    out = out.reshape(len(x), -1)
-    return out / np.maximum(out.sum(1, keepdims=True), 1)
-
-
-def ridge_fit_predict(xtr, ytr, xte, n_classes: int, alpha: float = 1.0) -> np.ndarray:
-    mu, sd = xtr.mean(0), xtr.std(0) + 1e-9
-    a, b = (xtr - mu) / sd, (xte - mu) / sd
-    a1, b1 = np.c_[a, np.ones(len(a))], np.c_[b, np.ones(len(b))]
-    target = np.eye(n_classes)[ytr]
-    w = np.linalg.solve(a1.T @ a1 + alpha * np.eye(a1.shape[1]), a1.T @ target)
-    return (b1 @ w).argmax(1)
-
-
 def speaker_study(splits) -> list[dict]:
     """One row per speaker (train file and test file): metadata, frame statistics and the
     accuracy of a linear classifier that never saw that speaker (leave-one-speaker-out over
@@ -134,14 +116,13 @@ def speaker_study(splits) -> list[dict]:
     full_train = _full_train(splits)
     n_classes = len(splits.class_names)
     rows = []
-    h_tr, h_te = histogram_features(full_train), histogram_features(splits.test)
+    h_tr = histogram_features(full_train.frames, full_train.lengths)
+    h_te = histogram_features(splits.test.frames, splits.test.lengths)
     y_tr, y_te = full_train.labels.numpy(), splits.test.labels.numpy()
     s_tr = full_train.speakers.numpy()
-    loso = np.zeros(len(y_tr), bool)
-    for s in np.unique(s_tr):
-        out = s_tr == s
-        loso[out] = ridge_fit_predict(h_tr[~out], y_tr[~out], h_tr[out], n_classes) == y_tr[out]
-    test_ok = ridge_fit_predict(h_tr, y_tr, h_te, n_classes) == y_te
+    loso = speaker_difficulty(full_train.frames, full_train.lengths, full_train.labels,
+                              full_train.speakers)  # the loader's val_split=difficulty score
+    test_ok = _ridge_predict(h_tr, y_tr, h_te, n_classes) == y_te
     # split-half: the same leave-one-speaker-out accuracy on the even and on the odd classes
     # separately, to see whether difficulty is a property of the speaker (it then carries over
     # from one half of the words to the other)
@@ -151,17 +132,17 @@ def speaker_study(splits) -> list[dict]:
         ok = np.zeros(len(y_tr), bool)
         for sp in np.unique(s_tr):
             out, inside = words & (s_tr == sp), words & (s_tr != sp)
-            ok[out] = ridge_fit_predict(h_tr[inside], y_tr[inside], h_tr[out], n_classes) \
+            ok[out] = _ridge_predict(h_tr[inside], y_tr[inside], h_tr[out], n_classes) \
                 == y_tr[out]
         half[parity] = {int(sp): float(ok[words & (s_tr == sp)].mean()) for sp in np.unique(s_tr)}
-    for name, fs, ok in (("train", full_train, loso), ("test", splits.test, test_ok)):
+    for name, fs, ok in (("train", full_train, None), ("test", splits.test, test_ok)):
         dur, spikes, centroid = frames_features(fs)
         spk = fs.speakers.numpy()
         for s in np.unique(spk):
             m = spk == s
             rows.append({"speaker": int(s), "file": name, "frames": float(dur[m].mean()),
                          "spikes": float(spikes[m].mean()), "centroid": float(centroid[m].mean()),
-                         "linear_acc": float(ok[m].mean()),
+                         "linear_acc": loso[int(s)] if ok is None else float(ok[m].mean()),
                          "linear_acc_even": half[0].get(int(s), float("nan")),
                          "linear_acc_odd": half[1].get(int(s), float("nan"))})
     return rows
@@ -340,9 +321,7 @@ def main() -> None:
         d["split_half_spearman_even_vs_odd"] = spearman([even[s] for s in ids_tr],
                                                         [odd[s] for s in ids_tr])
         # difficulty strata from the even words (terciles), judged on the odd words
-        cuts = np.quantile(list(even.values()), [1 / 3, 2 / 3])
-        by_difficulty = {s: str(int(np.searchsorted(cuts, even[s], side="right")))
-                         for s in ids_tr}
+        by_difficulty = difficulty_strata(even)
         for frac in (0.1, 0.2):
             n_val = min(max(1, int(frac * n_train + 0.5)), n_train - 1)
             d[f"split_sim_val_fraction_{frac}"] = {

@@ -29,7 +29,12 @@ from spikedelay.config import DataConfig
 from spikedelay.data.cache import FrameCache, file_digest
 from spikedelay.data.framing import Framing
 from spikedelay.data.hdf5 import N_CHANNELS, find_split_files, read_spike_file
-from spikedelay.data.speakers import speaker_strata, stratified_val_speakers
+from spikedelay.data.speakers import (
+    difficulty_strata,
+    speaker_difficulty,
+    speaker_strata,
+    stratified_val_speakers,
+)
 from spikedelay.errors import DataError
 
 PROTOCOLS = ("validation", "test-selected")
@@ -254,6 +259,16 @@ def split_train_val(
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+def _val_strata(val_split: str, path: Path, train: FramedSet) -> dict[int, str] | None:
+    """Speaker -> stratum for ``data.val_split`` (None: plain random speakers)."""
+    if val_split == "stratified":
+        return speaker_strata(path)
+    if val_split == "difficulty" and train.speakers is not None:
+        return difficulty_strata(speaker_difficulty(train.frames, train.lengths, train.labels,
+                                                    train.speakers))
+    return None
+
+
 def _index(fs: FramedSet, idx: np.ndarray) -> FramedSet:
     return fs.subset(torch.from_numpy(idx.astype(np.int64)))
 
@@ -331,7 +346,7 @@ def load_dataset(
         val = sets["valid"]
     else:
         speakers = None if train.speakers is None else train.speakers.numpy()
-        strata = speaker_strata(files["train"]) if cfg.val_split == "stratified" else None
+        strata = _val_strata(cfg.val_split, files["train"], train)
         tr_idx, va_idx = split_train_val(speakers, len(train), cfg.val_fraction, seed, strata)
         train, val = _index(train, tr_idx), _index(train, va_idx)
     return DataSplits(
