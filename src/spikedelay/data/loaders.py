@@ -8,8 +8,9 @@ Selection protocols (REFERENCE §3):
 
 - ``"validation"`` (default, honest): ``val`` is held out from the training data. SHD-layout
   sets hold out ``val_fraction`` of the training *speakers* (speaker-disjoint; random samples if
-  the file has no ``extra/speaker``), seeded; SSC uses ``ssc_valid``; GSC its
-  ``validation_list.txt``.
+  the file has no ``extra/speaker``), seeded (``data.val_split``: at random, or spread over
+  accents or difficulty terciles, :mod:`spikedelay.data.speakers`); SSC uses ``ssc_valid``;
+  GSC its ``validation_list.txt``.
 - ``"test-selected"`` (the reference's): train on the full training file, and ``val`` *is* the
   test set, so the best epoch is chosen on test data. The trainer labels such results.
 """
