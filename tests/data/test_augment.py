@@ -303,6 +303,8 @@ def test_same_seed_and_epoch_give_the_same_data_in_any_order_of_epochs():
     again = _epoch(aug, pool, 3)
     fresh = Augmenter.build(SPECS, pool, {"n_channels": 700, "channel_group": 5}, seed=7)
     resumed = _epoch(fresh, pool, 3)
+    labels = torch.cat([b.labels for b in first])
+    assert torch.equal(labels, pool.labels)  # in the plain batches' order, untouched
     for a, b, c in zip(first, again, resumed, strict=True):
         assert type(a).__name__ == "Batch"
         assert torch.equal(a.x, b.x) and torch.equal(a.x, c.x)
