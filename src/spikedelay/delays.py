@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-DelayMode = Literal["learned", "fixed", "none"]
-Padding = Literal["reference", "causal"]
+from spikedelay.config import DelayMode, Padding  # one definition, validated by the config
+
 ConvMethod = Literal["auto", "direct", "fft"]
 
 SIGMA_OFFSET = 0.27  # dcls "gauss": σ_eff = |σ| + 0.27, so σ = 0.23 gives σ_eff = 0.5

@@ -283,7 +283,7 @@ def test_p_leaves_the_other_samples_untouched():
 
 
 def _epoch(aug, pool, epoch, batch=5):
-    from spikedelay.data.loaders import Batch
+    from spikedelay.data.sets import Batch
 
     def plain():
         for s in range(0, len(pool.labels), batch):
@@ -373,6 +373,7 @@ def test_config_lists_every_augment_problem_with_the_others():
 
 def test_training_path_augments_train_batches_only(shd_root: Path, monkeypatch,
                                                    restore_torch_globals):
+    import spikedelay.train.evaluation as evaluation
     import spikedelay.train.run as run
     from spikedelay.data.loaders import load_dataset
 
@@ -396,7 +397,8 @@ def test_training_path_augments_train_batches_only(shd_root: Path, monkeypatch,
         return real_eval(model, batches, *args, **kwargs)
 
     monkeypatch.setattr(run, "train_epoch", train_spy)
-    monkeypatch.setattr(run, "evaluate", eval_spy)
+    monkeypatch.setattr(run, "evaluate", eval_spy)  # validation passes
+    monkeypatch.setattr(evaluation, "evaluate", eval_spy)  # the final test pass
     run.train_run(cfg, shd_root.parent / "run", progress=False, log=lambda _: None)
 
     splits = load_dataset(cfg.data, seed=cfg.train.seed, protocol="validation", progress=False)
@@ -414,7 +416,7 @@ def test_training_path_augments_train_batches_only(shd_root: Path, monkeypatch,
 
 def test_a_resumed_augmented_run_ends_where_an_uninterrupted_one_does(
         shd_root: Path, restore_torch_globals):
-    from spikedelay.train.checkpoint import load_checkpoint
+    from spikedelay.checkpoint import load_checkpoint
     from spikedelay.train.run import train_run
 
     cfg = build_config({

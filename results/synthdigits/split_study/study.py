@@ -30,7 +30,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "src"))
 
-from spikedelay.config import config_from_dict  # noqa: E402
+from spikedelay.checkpoint import load_checkpoint  # noqa: E402
+from spikedelay.config import build_config  # noqa: E402
 from spikedelay.data.hdf5 import find_split_files  # noqa: E402
 from spikedelay.data.loaders import default_synthdigits_root, load_dataset  # noqa: E402
 from spikedelay.data.speakers import (  # noqa: E402
@@ -40,8 +41,7 @@ from spikedelay.data.speakers import (  # noqa: E402
     speaker_difficulty,
     speaker_table,
 )
-from spikedelay.train.checkpoint import load_checkpoint  # noqa: E402
-from spikedelay.train.loop import predict  # noqa: E402
+from spikedelay.train.loss import summed_softmax  # noqa: E402
 from spikedelay.train.setup import build_model  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -59,7 +59,19 @@ def run_config(run: Path):
     raw = yaml.safe_load((run / "config.yaml").read_text())
     if raw["data"].get("root"):
         raw["data"]["root"] = str((ROOT / raw["data"]["root"]).resolve())
-    return config_from_dict(raw)
+    return build_config(raw)
+
+
+@torch.no_grad()
+def predict(model, batches) -> tuple[torch.Tensor, torch.Tensor]:
+    """Time-summed softmax (N, C) and labels (N,) of the integer-delay model (eval mode)."""
+    model.eval()
+    outs, labs = [], []
+    for x, lengths, labels in batches:
+        v_out, out_lengths = model(x, lengths)
+        outs.append(summed_softmax(v_out, out_lengths))
+        labs.append(labels)
+    return torch.cat(outs), torch.cat(labs)
 
 
 def data_name(cfg) -> str:
@@ -150,7 +162,7 @@ def speaker_study(splits) -> list[dict]:
 
 def _full_train(splits):
     """The whole training file (train + validation speakers), speakers sorted as in the file."""
-    from spikedelay.data.loaders import FramedSet
+    from spikedelay.data.sets import FramedSet
 
     a, b = splits.train, splits.val
     t = max(a.frames.shape[1], b.frames.shape[1])
