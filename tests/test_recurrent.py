@@ -51,12 +51,13 @@ SURR = {"atan": (5.0, 0.0), "triangle": (1.0, 0.0), "slayer": (5.0, 0.4)}
 @pytest.mark.parametrize("neuron", ["lif", "adlif", "se-adlif"])
 @pytest.mark.parametrize("reset,surr", [("hard", "atan"), ("subtract", "triangle"),
                                         ("hard", "slayer")])
-def test_forward_and_gradients_equal_the_delrec_buffer_loop(backend, rec, neuron, reset, surr):
+def test_forward_and_gradients_equal_the_delrec_buffer_loop(backend, rec, neuron, reset, surr,
+                                                           monkeypatch):
+    monkeypatch.setenv("SPIKEDELAY_KERNELS", backend)
     x, w, m, drop, coeffs = _inputs(neuron, rec)
     p1, p2 = SURR[surr]
     kw = dict(neuron=neuron, reset=reset, tau=1.7, q=NEURON_Q[neuron])
-    s, h = recurrent_sequence(x, w, m, drop, *coeffs, **kw, surrogate=surr, p1=p1, p2=p2,
-                              backend=backend)
+    s, h = recurrent_sequence(x, w, m, drop, *coeffs, **kw, surrogate=surr, p1=p1, p2=p2)
     s_ref, h_ref = layer_loop(x, w, m, drop, *coeffs, **kw, kind=surr, p1=p1, p2=p2)
     assert 0.05 < float(s_ref.detach().mean()) < 0.95  # spikes happen and are not saturated
     torch.testing.assert_close(s, s_ref, rtol=0, atol=0)

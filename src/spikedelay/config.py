@@ -26,6 +26,7 @@ DelayMode = Literal["learned", "fixed", "none"]
 Padding = Literal["reference", "causal"]
 Protocol = Literal["validation", "test-selected"]
 DatasetName = Literal["synthdigits", "shd", "ssc", "gsc"]
+ValSplit = Literal["speakers", "stratified", "difficulty"]
 Neuron = Literal["lif", "adlif", "se-adlif"]
 Reset = Literal["hard", "subtract"]
 Surrogate = Literal["atan", "triangle", "slayer"]
@@ -43,7 +44,11 @@ class DataConfig:
     channel_group: int = 5  # sum this many neighbouring cochlea channels (700 -> 140)
     max_frames: int | None = None  # crop long samples (None = keep every frame)
     val_fraction: float = 0.1  # share of training *speakers* held out for model selection
+    val_split: ValSplit = "speakers"  # random speakers | stratified (accents) | difficulty
     cache: bool = True  # cache framed tensors on disk, keyed by file content + framing
+    # training-only augmentation, applied in order: [{name: time_shift, max_shift: 10}, ...]
+    # (names and parameters: spikedelay.data.augment, docs/data.md)
+    augment: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -107,6 +112,7 @@ class TrainConfig:
     masked_loss: bool = True  # ignore padded steps in loss and BatchNorm
     seed: int = 0
     deterministic: bool = False  # bit-reproducible on CPU (slower)
+    allow_tf32: bool = False  # TF32 matmuls/convolutions on CUDA (≈5e-4 error; docs/gpu.md)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     eval_every: int = 1  # epochs between validation passes
     threads: int = 0  # torch CPU threads (0 = torch's default)
@@ -210,6 +216,8 @@ def _type_ok(value: Any, hint: Any) -> bool:
     if origin is list:
         (inner,) = typing.get_args(hint)
         return isinstance(value, list) and all(_type_ok(v, inner) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
     if hint is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if hint is int:
@@ -231,6 +239,8 @@ def _describe(hint: Any) -> str:
         return "null"
     if origin is list:
         return f"list of {_describe(typing.get_args(hint)[0])}"
+    if origin is dict:
+        return "mapping"
     return getattr(hint, "__name__", str(hint))
 
 
@@ -290,6 +300,10 @@ def _range_problems(cfg: RunConfig) -> list[str]:
     ]
     problems = [f"{key} = {val!r}: must be {allowed}" for ok, key, val, allowed in checks if not ok]
     problems += _data_problems(d)
+    if d.augment:
+        from spikedelay.data.augment import augment_problems  # imports nothing of ours back
+
+        problems += augment_problems(d.augment, d.dataset)
     return problems
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from spikedelay.config import RunConfig
+from spikedelay.data.augment import Augmenter
 from spikedelay.data.sets import DataSplits
 from spikedelay.errors import TrainingDiverged
 from spikedelay.recurrent import recurrent_sigma_at
@@ -45,6 +46,7 @@ from spikedelay.train.run_folder import NoFolder, RunFolder, RunStore
 from spikedelay.train.schedule import position_lr_at, sigma_at
 from spikedelay.train.setup import (
     Optimizers,
+    TorchGlobals,
     build_model,
     build_optimizers,
     pick_device,
@@ -71,6 +73,7 @@ def train_run(
     (used by tests to simulate interruptions). Started by ``torchrun`` with several processes,
     it trains data-parallel; ranks other than 0 return ``{}``.
     """
+    saved = TorchGlobals.capture()  # the run's thread/TF32/determinism settings end with it
     world, dist_device = init_world(cfg.train.device)
     try:
         store = NoFolder() if run_dir is None else RunFolder(Path(run_dir), world)
@@ -78,6 +81,7 @@ def train_run(
                           stop_after_epochs=stop_after_epochs)
     finally:
         shutdown(world)
+        saved.restore()
 
 
 def _train_run(cfg: RunConfig, store: RunStore, world: World | None,
@@ -99,6 +103,8 @@ def _train_run(cfg: RunConfig, store: RunStore, world: World | None,
                           cache_writes=not isinstance(store, NoFolder))
     check_data_matches_model(cfg, splits)
     train_set, val_set = splits.train.to(device), splits.val.to(device)
+    # Training batches only; each epoch's draws come from (seed, epoch), so resume needs no state.
+    augment = Augmenter.build(cfg.data.augment, train_set, splits.framing, seed=cfg.train.seed)
 
     model = build_model(cfg, device)  # same seed, same initial weights on every rank
     if world is not None and world.rank > 0:
@@ -134,10 +140,12 @@ def _train_run(cfg: RunConfig, store: RunStore, world: World | None,
             t0 = time.perf_counter()
             sigma = _set_epoch_schedules(model, optim, cfg, epoch)
             lr = optim.weights.param_groups[0]["lr"]
+            train_batches = _batches(train_set, cfg, shuffle=True, generator=generator)
+            if augment is not None:
+                train_batches = augment.batches(train_batches, epoch)
             try:
                 stats = train_epoch(
-                    net, _batches(train_set, cfg, shuffle=True, generator=generator),
-                    optim.all(), masked_loss=cfg.train.masked_loss, epoch=epoch,
+                    net, train_batches, optim.all(), masked_loss=cfg.train.masked_loss, epoch=epoch,
                     after_step=model.clamp_positions_, world=world,
                 )
             except TrainingDiverged as err:
