@@ -39,7 +39,7 @@ from spikedelay.train.checkpoint import load_checkpoint, save_checkpoint
 from spikedelay.train.distributed import World, init_world, shutdown, wrap_model
 from spikedelay.train.loop import EpochStats, evaluate, train_epoch
 from spikedelay.train.metrics_log import MetricsLog
-from spikedelay.train.schedule import position_lr_at, sigma_at
+from spikedelay.train.schedule import position_lr_at, sigma_at, sparsity_at
 from spikedelay.train.setup import (
     build_model,
     build_optimizers,
@@ -225,6 +225,9 @@ def _train_run(cfg: RunConfig, run_dir: Path, world: World | None,
                              fraction=cfg.train.sigma_epochs_fraction,
                              floor=cfg.train.sigma_floor)
             model.set_sigma(sigma)
+            if cfg.model.delay_mask == "learned":
+                model.set_sparsity(sparsity_at(epoch, sparsity=cfg.model.delay_sparsity,
+                                               epochs=cfg.train.epochs))
             if optim.positions is not None:
                 for group in optim.positions.param_groups:
                     group["lr"] = position_lr_at(epoch, base_lr=cfg.train.lr_positions,
