@@ -147,14 +147,27 @@ def _compare(args: argparse.Namespace) -> int:
 def _configs_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("configs", help="list the builtin recipes, or print one resolved")
     p.add_argument("name", nargs="?", help="print this recipe with every default filled in")
+    p.add_argument("--params", action="store_true",
+                   help="print the recipe's trainable parameter count (and its active delays)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable), as for train")
     p.set_defaults(handler=_configs)
 
 
 def _configs(args: argparse.Namespace) -> int:
     from spikedelay.config import builtin_configs, dump_config, load_config
+    from spikedelay.errors import ConfigError
 
-    if args.name:
-        print(dump_config(load_config(args.name)), end="")
+    if args.params:
+        if not args.name:
+            raise ConfigError("configs --params needs a recipe name or YAML path")
+        from spikedelay.model import parameter_counts
+
+        counts = parameter_counts(load_config(args.name, args.set).model)
+        print(f"{args.name}: {counts['parameters']:,} trainable parameters "
+              f"({counts['delays']:,} delays, {counts['active_delays']:,} active)")
+    elif args.name:
+        print(dump_config(load_config(args.name, args.set)), end="")
     else:
         print("\n".join(builtin_configs()))
     return 0

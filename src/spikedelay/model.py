@@ -218,3 +218,17 @@ class DelaySNN(nn.Module):
         c = self.cfg
         return (f"delays={c.delays}, delay_kind={c.delay_kind}, max_delay={c.max_delay}, "
                 f"padding={c.padding}")
+
+
+def parameter_counts(cfg: ModelConfig) -> dict[str, int]:
+    """``{"parameters", "delays", "active_delays"}`` of the network ``cfg`` describes.
+
+    ``parameters``: trainable scalars (as :meth:`DelaySNN.num_parameters`); ``delays``: delay
+    positions among them; ``active_delays``: those not switched off by a sparsity mask. Builds
+    the model under a fixed seed, so the global RNG state is saved and restored.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = DelaySNN(cfg)
+    return {"parameters": net.num_parameters(), "delays": net.num_delays(),
+            "active_delays": net.num_active_delays()}
