@@ -93,7 +93,8 @@ class ChannelDelay(nn.Module):
             self.position = None
         self.register_buffer("sigma", torch.tensor(float(max_delay // 2), **factory))
         self.reset_parameters()
-        self.delay_mask = DelayMask((channels,), sparsity, mask, device=device) if sparsity else None
+        self.delay_mask = (DelayMask((channels,), sparsity, mask, device=device)
+                           if sparsity else None)
 
     def reset_parameters(self) -> None:
         """Positions uniform over the clamp range (learned) or random integer delays (fixed)."""
