@@ -76,7 +76,8 @@ class ChannelDelay(nn.Module):
         if delays not in ("learned", "fixed", "none"):
             raise ValueError(f"delays must be 'learned', 'fixed' or 'none', got {delays!r}")
         if interpolation not in ("gaussian", "triangle"):
-            raise ValueError(f"interpolation must be 'gaussian' or 'triangle', got {interpolation!r}")
+            raise ValueError(
+                f"interpolation must be 'gaussian' or 'triangle', got {interpolation!r}")
         if channels < 1 or max_delay < 1:
             raise ValueError("channels and max_delay must be >= 1")
         if sparsity and delays == "none":

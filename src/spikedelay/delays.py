@@ -196,7 +196,8 @@ class DelayedLinear(nn.Module):
         padding: ``"reference"`` (left ``K-1``, right ``(K-1)//2``: ``T' = T + (K-1)//2``) or
             ``"causal"`` (left ``K-1``: ``T' = T``).
         interpolation: training kernel of learned delays, ``"gaussian"`` (dcls ``"gauss"``) or
-            ``"triangle"`` (dcls ``"max"``, half-width ``|σ| + 1``); evaluation is integer either way.
+            ``"triangle"`` (dcls ``"max"``, half-width ``|σ| + 1``); evaluation is integer
+            either way.
         sparsity, mask: a fraction ``sparsity`` of the delay parameters (synapse copies) has
             delay 0, chosen by a :class:`~spikedelay.delay_masks.DelayMask` (``"random"`` or
             ``"learned"``); ``sparsity=0`` (default) builds no mask.
@@ -236,7 +237,8 @@ class DelayedLinear(nn.Module):
         if delays not in ("learned", "fixed", "none"):
             raise ValueError(f"delays must be 'learned', 'fixed' or 'none', got {delays!r}")
         if interpolation not in ("gaussian", "triangle"):
-            raise ValueError(f"interpolation must be 'gaussian' or 'triangle', got {interpolation!r}")
+            raise ValueError(
+                f"interpolation must be 'gaussian' or 'triangle', got {interpolation!r}")
         if sparsity and delays == "none":
             raise ValueError("delay sparsity needs delays (delays='learned' or 'fixed')")
         if max_delay < 1 or kernel_count < 1 or in_features < 1 or out_features < 1:
