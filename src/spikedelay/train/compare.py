@@ -399,7 +399,7 @@ def results_markdown(results: dict[str, Any]) -> str:
     ablation = sorted(varied) == sorted(VARIED_KEYS)
     title = ("Delay ablation: no delays vs fixed random delays vs learned delays" if ablation
              else "Study: " + " vs ".join(results["variants"]))
-    differ = " and ".join(f"`{k}`" for k in varied)
+    differ = ", ".join(f"`{k}`" for k in varied)
     lines = [
         f"# {title}",
         "",
