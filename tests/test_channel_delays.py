@@ -178,7 +178,7 @@ def test_parameter_layout_and_cost():
     assert layer.position.shape == (140,) and layer.weight.shape == (512, 140)
     assert sum(p.numel() for p in layer.parameters()) == 140 * 512 + 140
     bound = math.sqrt(6 / 140)  # Kaiming-uniform, ReLU gain
-    assert float(layer.weight.abs().max()) <= bound
+    assert float(layer.weight.detach().abs().max()) <= bound
     dend = ChannelDelayedLinear(512, 35, 31, kind="dendritic")
     assert dend.position.shape == (35,)
     # the depthwise kernel is (C, K): never a dense (out, in, K) one in the forward pass
