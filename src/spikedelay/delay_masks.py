@@ -17,7 +17,7 @@ rounded to 9 decimals first, so that ``0.29·100`` counts as 29 and not 28.999�
   (:func:`spikedelay.train.schedule.sparsity_at`); a model built outside training uses ``S``.
 
 The current hard mask is kept in the ``mask`` buffer (so it travels with checkpoints) and
-``sparsity`` holds ``S_t``.
+``n_off`` holds the current count off, ``⌊S_t·n⌋``.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ class DelayMask(nn.Module):
         self.final_sparsity = float(sparsity)
         n = math.prod(self.shape)
         n_off = masked_count(n, sparsity)
-        self.register_buffer("sparsity", torch.tensor(float(sparsity), dtype=torch.float64,
-                                                      device=device))
+        # the current count off (an integer, so .float()/.double() of the model leave it exact)
+        self.register_buffer("n_off", torch.tensor(n_off, dtype=torch.int64, device=device))
         mask = torch.ones(n, dtype=torch.bool, device=device)
         if kind == "random":
             mask[torch.randperm(n, device=device)[:n_off]] = False
@@ -78,13 +78,13 @@ class DelayMask(nn.Module):
         return math.prod(self.shape)
 
     def off_count(self) -> int:
-        """Delays off at the current sparsity ``S_t``."""
-        return masked_count(self.numel, float(self.sparsity))
+        """Delays off at the current sparsity ``S_t``: ``⌊S_t·n⌋``."""
+        return int(self.n_off)
 
     def set_sparsity(self, sparsity: float) -> None:
         """Set ``S_t`` (learned masks; a random mask keeps its fixed count)."""
         if self.kind == "learned":
-            self.sparsity.fill_(float(sparsity))
+            self.n_off.fill_(masked_count(self.numel, sparsity))
             self._refresh()
 
     @torch.no_grad()
@@ -111,4 +111,4 @@ class DelayMask(nn.Module):
         return hard.to(dtype or torch.get_default_dtype())
 
     def extra_repr(self) -> str:
-        return f"shape={self.shape}, kind={self.kind}, sparsity={float(self.sparsity):.3g}"
+        return f"shape={self.shape}, kind={self.kind}, off={self.off_count()}/{self.numel}"
