@@ -217,3 +217,27 @@ def test_run_folder_of_another_kind(tmp_path):
     save_checkpoint(run / "best.safetensors", state)
     with pytest.raises(CheckpointError, match="axonal delays"):
         load_run_model(run)
+
+
+def test_synaptic_mask_training_kernel():
+    """Training kernel of a masked synaptic layer: active copies a dcls-formula Gaussian bump,
+    masked copies their whole weight on the delay-0 tap (K-1)."""
+    torch.manual_seed(4)
+    k = 7
+    layer = DelayedLinear(3, 2, k, sparsity=0.5, dtype=DT).train()
+    layer.set_sigma(1.4)
+    kern = layer.kernel()
+    on = layer.delay_mask.hard()
+    taps = torch.arange(k, dtype=DT)
+    for j in range(2):
+        for i in range(3):
+            w = layer.weight[j, i, 0].detach()
+            if on[j, i, 0]:
+                g = torch.exp(-0.5 * ((taps - (layer.position[j, i, 0].detach() + k // 2))
+                                      / (1.4 + 0.27)) ** 2)
+                want = w * g / (g.sum() + 1e-7)
+            else:
+                want = torch.zeros(k, dtype=DT)
+                want[k - 1] = w
+            torch.testing.assert_close(kern[j, i].detach(), want, rtol=1e-12, atol=1e-14)
+    assert int((~on).sum()) == 3
