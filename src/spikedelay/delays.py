@@ -11,8 +11,16 @@ Dilated Convolutions with Learnable Spacings", ICLR 2024). Each synapse ``(j, i)
       g(k)  = exp(-1/2 ((k - c) / σ_eff)^2),   σ_eff = |σ| + 0.27,   k = 0 … K-1
       kernel[j, i, k] = Σ_copies  w · g(k) / (Σ_k g(k) + 1e-7)
 
+  or, with ``interpolation="triangle"``, a triangle ``max(0, |σ| + 1 - |k - c|)`` normalised the
+  same way (dcls ``version="max"``; ``"v1"`` at ``σ = 0``, linear interpolation):
+  :func:`triangle_kernel`;
+
 * evaluation, and always for fixed delays: one tap per synapse at the rounded position
   (integer delays), ``kernel[j, i, K-1-d] += w``.
+
+Sparse delays (``sparsity > 0``, :mod:`spikedelay.delay_masks`) put the masked synapse copies at
+delay 0. One delay per input or output channel instead of per synapse (axonal, dendritic):
+:mod:`spikedelay.channel_delays`.
 
 ``conv1d`` is a cross-correlation, so tap ``k`` reads the input ``K-1-k`` steps in the past:
 the delay of a synapse is ``d = K-1 - c``, which is ``K//2 - p`` for odd ``K`` (the DCLS
