@@ -198,27 +198,6 @@ def test_state_of_another_kind_is_one_clear_error(saved, loaded):
         DelaySNN(ModelConfig(**base, delay_kind=loaded)).load_state_dict(state)
 
 
-def test_run_folder_of_another_kind(tmp_path):
-    """A checkpoint whose config says one kind but holds another's weights: CheckpointError."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent / "deploy"))
-    from deploy_helpers import save_run
-
-    from spikedelay.deploy.net import load_run_model
-    from spikedelay.errors import CheckpointError
-    from spikedelay.train.checkpoint import load_checkpoint, save_checkpoint
-
-    cfg = ModelConfig(in_features=6, hidden=[4], n_classes=3, max_delay=5, delay_kind="axonal")
-    run = save_run(tmp_path / "run", DelaySNN(cfg))
-    state = load_checkpoint(run / "best.safetensors")
-    state["config"]["model"]["delay_kind"] = "dendritic"
-    save_checkpoint(run / "best.safetensors", state)
-    with pytest.raises(CheckpointError, match="axonal delays"):
-        load_run_model(run)
-
-
 def test_synaptic_mask_training_kernel():
     """Training kernel of a masked synaptic layer: active copies a dcls-formula Gaussian bump,
     masked copies their whole weight on the delay-0 tap (K-1)."""

@@ -12,6 +12,7 @@ import dataclasses
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -83,6 +84,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     eval_every: int = 1  # epochs between validation passes
     threads: int = 0  # torch CPU threads (0 = torch's default)
+    init_from: str | None = None  # start from this run's (or checkpoint file's) weights
 
 
 @dataclass
@@ -306,16 +308,44 @@ def build_config(raw: dict[str, Any]) -> RunConfig:
     return cfg
 
 
-def load_config(name_or_path: str, overrides: list[str] | None = None) -> RunConfig:
-    """Load a builtin recipe or YAML file, apply ``section.key=value`` overrides, validate."""
+Overrides = Mapping[str, Any] | list[str]
+
+
+def _nested_overrides(overrides: Overrides | None) -> dict[str, dict[str, Any]]:
+    """``["train.epochs=2"]`` (CLI syntax) or ``{"train.epochs": 2}`` → nested dicts."""
+    if overrides is None:
+        return {}
+    if isinstance(overrides, list):
+        return parse_overrides(overrides)
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"overrides must be a mapping or a list of 'key=value' strings, "
+                          f"got {type(overrides).__name__}")
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        section, dot, name = str(key).partition(".")
+        if not dot or not name:
+            raise ConfigError(f"override {key!r}: expected 'section.key', e.g. 'train.epochs'")
+        out.setdefault(section, {})[name] = value
+    return out
+
+
+def load_config(name_or_path: str = "quick", overrides: Overrides | None = None) -> RunConfig:
+    """Load a builtin recipe or YAML file, apply ``section.key`` overrides, validate.
+
+    ``overrides`` is the CLI's ``["train.epochs=2"]`` or a mapping ``{"train.epochs": 2}``.
+
+    >>> cfg = load_config("quick", {"train.epochs": 2, "model.hidden": [64, 64]})
+    >>> cfg.train.epochs, cfg.model.hidden, cfg.model.max_delay
+    (2, [64, 64], 25)
+    """
     raw = _read_yaml(name_or_path)
-    raw = _merge(raw, parse_overrides(overrides or []))
+    raw = _merge(raw, _nested_overrides(overrides))
     return build_config(raw)
 
 
-def config_from_dict(raw: dict[str, Any]) -> RunConfig:
-    """Rebuild a saved (resolved) config, e.g. from a checkpoint's metadata."""
-    return build_config(raw)
+def with_overrides(cfg: RunConfig, overrides: Overrides) -> RunConfig:
+    """A validated copy of ``cfg`` with ``overrides`` applied (``cfg`` is not changed)."""
+    return build_config(_merge(cfg.to_dict(), _nested_overrides(overrides)))
 
 
 def dump_config(cfg: RunConfig) -> str:

@@ -46,11 +46,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spikedelay.config import (  # one definition each, validated by the config
+    DelayMode,
+    Interpolation,
+    Padding,
+)
 from spikedelay.delay_masks import DelayMask, MaskKind
 
-DelayMode = Literal["learned", "fixed", "none"]
-Interpolation = Literal["gaussian", "triangle"]
-Padding = Literal["reference", "causal"]
 ConvMethod = Literal["auto", "direct", "fft"]
 
 SIGMA_OFFSET = 0.27  # dcls "gauss": σ_eff = |σ| + 0.27, so σ = 0.23 gives σ_eff = 0.5

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
+from spikedelay.checkpoint import save_checkpoint
 from spikedelay.config import ModelConfig, RunConfig, dump_config
 from spikedelay.model import DelaySNN
-from spikedelay.train.checkpoint import save_checkpoint
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "synthdigits-900"
 

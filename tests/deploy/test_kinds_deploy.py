@@ -30,7 +30,7 @@ def shipped_test_set():
     """All 240 words of the SynthDigits test split shipped with spikedelay, framed (140 ch)."""
     from spikedelay.data.framing import Framing
     from spikedelay.data.hdf5 import read_spike_file
-    from spikedelay.data.loaders import pad_packed
+    from spikedelay.data.sets import pad_packed
 
     path = resources.files("spikedelay") / "data" / "synthdigits" / "shd_test.h5.gz"
     rec = read_spike_file(str(path))
@@ -157,3 +157,18 @@ def test_report_counts_per_kind(tmp_path, make_spike_set):
     rows = re.findall(r"\| layer (\d) \| axonal \| ([\d,]+) / ([\d,]+) \|", text)
     assert rows == [("1", "70", "140"), ("2", "12", "24")]
     assert (run / "report" / "delays.png").stat().st_size > 1000
+
+
+def test_run_folder_of_another_kind(tmp_path):
+    """A checkpoint whose config says one kind but holds another's weights: CheckpointError."""
+    from spikedelay.checkpoint import load_checkpoint, save_checkpoint
+    from spikedelay.deploy.net import load_run_model
+    from spikedelay.errors import CheckpointError
+
+    cfg = ModelConfig(in_features=6, hidden=[4], n_classes=3, max_delay=5, delay_kind="axonal")
+    run = save_run(tmp_path / "run", randomised_model(cfg))
+    state = load_checkpoint(run / "best.safetensors")
+    state["config"]["model"]["delay_kind"] = "dendritic"
+    save_checkpoint(run / "best.safetensors", state)
+    with pytest.raises(CheckpointError, match="hold axonal delays .*model.delay_kind = dendritic"):
+        load_run_model(run)

@@ -119,7 +119,7 @@ def test_whole_synthdigits_test_set():
     """SHD-recipe network (random, BN calibrated on the data) on all 300 test words."""
     from spikedelay.data.framing import Framing
     from spikedelay.data.hdf5 import read_spike_file
-    from spikedelay.data.loaders import pad_packed
+    from spikedelay.data.sets import pad_packed
 
     rec = read_spike_file(SHARED_DATA / "shd_test.h5")
     framing = Framing()

@@ -67,23 +67,6 @@ def build_model(cfg: RunConfig, device: torch.device):
     return DelaySNN(cfg.model).to(device)
 
 
-def check_data_matches_model(cfg: RunConfig, splits) -> None:
-    problems = []
-    if splits.in_features != cfg.model.in_features:
-        problems.append(
-            f"model.in_features = {cfg.model.in_features} but the data has {splits.in_features} "
-            f"features per frame: use --set model.in_features={splits.in_features}"
-        )
-    n_classes = len(splits.class_names)
-    if n_classes != cfg.model.n_classes:
-        problems.append(
-            f"model.n_classes = {cfg.model.n_classes} but the data has {n_classes} classes: "
-            f"use --set model.n_classes={n_classes}"
-        )
-    if problems:
-        raise ConfigError("config does not match the data:\n  " + "\n  ".join(problems))
-
-
 @dataclass
 class Optimizers:
     """The paper's optimizers: weights (Adam + OneCycle per epoch), positions (Adam + cosine)."""
