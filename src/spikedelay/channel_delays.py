@@ -25,12 +25,14 @@ delay 0.
 
 from __future__ import annotations
 
+import typing
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spikedelay.config import DelayKind
 from spikedelay.delay_masks import DelayMask, MaskKind
 from spikedelay.delays import (
     DelayedLinear,
@@ -44,8 +46,7 @@ from spikedelay.delays import (
     positions_to_delays,
 )
 
-DelayKind = Literal["synaptic", "axonal", "dendritic"]
-DELAY_KINDS = ("synaptic", "axonal", "dendritic")
+DELAY_KINDS: tuple[DelayKind, ...] = typing.get_args(DelayKind)
 
 
 def depthwise_delay(x: Tensor, kernel: Tensor, left: int, right: int) -> Tensor:

@@ -23,12 +23,11 @@ The current hard mask is kept in the ``mask`` buffer (so it travels with checkpo
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-MaskKind = Literal["random", "learned"]
+from spikedelay.config import DelayMaskKind as MaskKind  # one definition, validated by the config
 
 
 def masked_count(n: int, sparsity: float) -> int:
