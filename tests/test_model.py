@@ -133,6 +133,7 @@ def _neuron_ref(y, tau, thr=None):
     return torch.stack(out, 1)
 
 
+@pytest.mark.usefixtures("kernel_backend")  # every CPU backend, Triton interpreted
 def test_forward_equals_manual_composition_training_mode():
     torch.manual_seed(0)
     cfg = _tiny_cfg()
@@ -167,6 +168,7 @@ def test_forward_equals_manual_composition_training_mode():
         torch.testing.assert_close(s.detach(), s_ref)
 
 
+@pytest.mark.usefixtures("kernel_backend")  # every CPU backend, Triton interpreted
 def test_eval_mode_uses_rounded_integer_delays():
     torch.manual_seed(1)
     cfg = _tiny_cfg()
@@ -195,6 +197,7 @@ def test_eval_mode_uses_rounded_integer_delays():
 
 
 # -- masking ---------------------------------------------------------------------------------------
+@pytest.mark.usefixtures("kernel_backend")  # every CPU backend, Triton interpreted
 @pytest.mark.parametrize("mode", ["learned", "fixed", "none"])
 @pytest.mark.parametrize("train", [True, False])
 def test_extra_padding_does_not_change_valid_outputs(mode, train):
@@ -220,6 +223,7 @@ def test_extra_padding_does_not_change_valid_outputs(mode, train):
         torch.testing.assert_close(v2[b, :k], v0[b, :k], atol=1e-10, rtol=0)
 
 
+@pytest.mark.usefixtures("kernel_backend")  # every CPU backend, Triton interpreted
 def test_short_sample_alone_equals_sample_in_padded_batch_eval():
     torch.manual_seed(3)
     net = DelaySNN(_tiny_cfg()).double().eval()

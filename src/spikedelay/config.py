@@ -81,6 +81,7 @@ class TrainConfig:
     masked_loss: bool = True  # ignore padded steps in loss and BatchNorm
     seed: int = 0
     deterministic: bool = False  # bit-reproducible on CPU (slower)
+    allow_tf32: bool = False  # TF32 matmuls/convolutions on CUDA (≈5e-4 error; docs/gpu.md)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     eval_every: int = 1  # epochs between validation passes
     threads: int = 0  # torch CPU threads (0 = torch's default)

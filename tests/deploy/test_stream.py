@@ -34,6 +34,7 @@ def _inputs(batch: int, steps: int, n_in: int, seed: int = 0):
     return x, lengths
 
 
+@pytest.mark.usefixtures("kernel_backend")  # every CPU backend, Triton interpreted
 @pytest.mark.parametrize("padding", ["reference", "causal"])
 @pytest.mark.parametrize("delays", ["learned", "fixed", "none"])
 def test_stream_equals_offline(tiny_cfg, padding, delays):

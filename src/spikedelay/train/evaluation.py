@@ -17,7 +17,7 @@ from spikedelay.data.sets import DataSplits, FramedSet
 from spikedelay.errors import CheckpointError, ConfigError
 from spikedelay.train.data_checks import check_data_matches_model
 from spikedelay.train.loop import EpochStats, evaluate
-from spikedelay.train.setup import build_model, pick_device, protocol_label, set_determinism
+from spikedelay.train.setup import build_model, pick_device, protocol_label, run_globals
 
 Split = Literal["val", "test"]
 
@@ -89,14 +89,14 @@ def eval_model(model: torch.nn.Module, cfg: RunConfig, *, split: Split = "test",
 
     if split not in ("val", "test"):
         raise ConfigError(f"split {split!r}: use 'val' or 'test'")
-    set_determinism(cfg)
-    where = pick_device(device or cfg.train.device)
-    splits = load_dataset(cfg.data, seed=cfg.train.seed, protocol=cfg.train.protocol,
-                          progress=progress, cache_writes=cache_writes)
-    check_data_matches_model(cfg, splits)
-    dataset = splits.test if split == "test" else splits.val
-    stats = evaluate_set(model.to(where), dataset, cfg, where,
-                         n_classes=len(splits.class_names))
+    with run_globals(cfg):  # the run's settings, and torch's previous ones afterwards
+        where = pick_device(device or cfg.train.device)
+        splits = load_dataset(cfg.data, seed=cfg.train.seed, protocol=cfg.train.protocol,
+                              progress=progress, cache_writes=cache_writes)
+        check_data_matches_model(cfg, splits)
+        dataset = splits.test if split == "test" else splits.val
+        stats = evaluate_set(model.to(where), dataset, cfg, where,
+                             n_classes=len(splits.class_names))
     return {f"{split}_acc": stats.accuracy, f"{split}_loss": stats.loss,
             f"{split}_samples": stats.samples, "split": split,
             "protocol": protocol_label(cfg.train.protocol),

@@ -44,6 +44,7 @@ from spikedelay.train.run_folder import NoFolder, RunFolder, RunStore
 from spikedelay.train.schedule import position_lr_at, sigma_at, sparsity_at
 from spikedelay.train.setup import (
     Optimizers,
+    TorchGlobals,
     build_model,
     build_optimizers,
     pick_device,
@@ -70,6 +71,7 @@ def train_run(
     (used by tests to simulate interruptions). Started by ``torchrun`` with several processes,
     it trains data-parallel; ranks other than 0 return ``{}``.
     """
+    saved = TorchGlobals.capture()  # the run's thread/TF32/determinism settings end with it
     world, dist_device = init_world(cfg.train.device)
     try:
         store = NoFolder() if run_dir is None else RunFolder(Path(run_dir), world)
@@ -77,6 +79,7 @@ def train_run(
                           stop_after_epochs=stop_after_epochs)
     finally:
         shutdown(world)
+        saved.restore()
 
 
 def _train_run(cfg: RunConfig, store: RunStore, world: World | None,
