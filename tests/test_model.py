@@ -37,9 +37,12 @@ def test_baselines_drop_positions(mode, expected):
 
 
 @pytest.mark.parametrize("mode", ["learned", "fixed", "none"])
-def test_param_groups_cover_every_trainable_parameter_once(mode):
+@pytest.mark.parametrize("kind", ["synaptic", "axonal", "dendritic"])
+def test_param_groups_cover_every_trainable_parameter_once(mode, kind):
+    sparse = {} if mode == "none" else {"delay_sparsity": 0.5, "delay_mask": "learned"}
     net = DelaySNN(ModelConfig(in_features=6, hidden=[5, 4], n_classes=3, max_delay=5,
-                               kernel_count=2, delays=mode))
+                               kernel_count=2 if kind == "synaptic" else 1, delays=mode,
+                               delay_kind=kind, **sparse))
     grouped = [p for ps in net.param_groups().values() for p in ps]
     assert len({id(p) for p in grouped}) == len(grouped)
     assert {id(p) for p in grouped} == {id(p) for p in net.parameters() if p.requires_grad}
@@ -50,8 +53,12 @@ def _expected_params(m: ModelConfig) -> int:
     sizes = [m.in_features, *m.hidden, m.n_classes]
     kc = 1 if m.delays == "none" else m.kernel_count
     synapses = sum(a * b * kc for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-    per_synapse = 2 if m.delays == "learned" else 1
-    return synapses * per_synapse + 2 * sum(m.hidden)
+    # one delay per synapse copy, per layer input (axonal) or per layer output (dendritic)
+    delays = {"synaptic": synapses, "axonal": sum(sizes[:-1]),
+              "dendritic": sum(sizes[1:])}[m.delay_kind] if m.delays != "none" else 0
+    positions = delays if m.delays == "learned" else 0
+    scores = delays if m.delay_mask == "learned" and m.delay_sparsity > 0 else 0
+    return synapses + positions + scores + 2 * sum(m.hidden)
 
 
 def _is_dcls_recipe(name: str) -> bool:

@@ -124,3 +124,10 @@ def test_recipe_trains_one_epoch_on_the_shipped_data(name, tmp_path):
             assert float(value.min()) >= 0.0
         if key.endswith("adaptation.kappa_u"):
             assert 0.0 <= float(value.min()) and float(value.max()) <= 1.0
+
+
+@pytest.mark.parametrize("name,delays", [("delrec-shd", 256), ("delrec-ff-shd", 256 + 65_536),
+                                         ("delrec-ssc", 3 * 256), ("se-adlif-shd", 0)])
+def test_recurrent_delays_are_counted_as_delays(name, delays):
+    net = DelaySNN(load_config(name).model)
+    assert net.num_delays() == net.num_active_delays() == delays

@@ -23,6 +23,9 @@ import yaml
 from spikedelay.errors import ConfigError
 
 DelayMode = Literal["learned", "fixed", "none"]
+DelayKind = Literal["synaptic", "axonal", "dendritic"]
+Interpolation = Literal["gaussian", "triangle"]
+DelayMaskKind = Literal["random", "learned"]
 Padding = Literal["reference", "causal"]
 Protocol = Literal["validation", "test-selected"]
 DatasetName = Literal["synthdigits", "shd", "ssc", "gsc"]
@@ -62,6 +65,10 @@ class ModelConfig:
     kernel_count: int = 1  # Gaussian bumps per synapse
     delays: DelayMode = "learned"  # learned | fixed (random, frozen) | none (plain linear)
     padding: Padding = "reference"  # reference: left K-1, right (K-1)//2 per layer
+    delay_kind: DelayKind = "synaptic"  # one delay per synapse | per input | per output channel
+    interpolation: Interpolation = "gaussian"  # training kernel of learned delays
+    delay_sparsity: float = 0.0  # share of delays switched off (delay 0), in [0, 1)
+    delay_mask: DelayMaskKind = "random"  # which: drawn once from the seed | learned top-k
     dropout: float = 0.4
     tau: float = 1.005  # membrane time constant in steps (SpikingJelly convention)
     readout_tau: float = 1.005
@@ -249,6 +256,11 @@ def _range_problems(cfg: RunConfig) -> list[str]:
     checks = [
         (m.max_delay >= 1, "model.max_delay", m.max_delay, "an integer >= 1"),
         (m.kernel_count >= 1, "model.kernel_count", m.kernel_count, "an integer >= 1"),
+        (m.kernel_count == 1 or m.delay_kind == "synaptic", "model.kernel_count",
+         m.kernel_count, f"1 with model.delay_kind = {m.delay_kind} (one delay per channel)"),
+        (0.0 <= m.delay_sparsity < 1.0, "model.delay_sparsity", m.delay_sparsity, "in [0, 1)"),
+        (m.delay_sparsity == 0 or m.delays != "none", "model.delay_sparsity",
+         m.delay_sparsity, "0 with model.delays = none (there are no delays to switch off)"),
         (0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "in [0, 1)"),
         (len(m.hidden) >= 1 and all(h >= 1 for h in m.hidden), "model.hidden", m.hidden,
          "a non-empty list of integers >= 1"),

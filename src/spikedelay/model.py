@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from spikedelay.adaptive import TrainableLI
+from spikedelay.channel_delays import ChannelDelayedLinear, delay_layer, state_delay_kind
 from spikedelay.config import ModelConfig
 from spikedelay.delays import DelayedLinear
 from spikedelay.neurons import (
@@ -44,6 +45,21 @@ class Recording(NamedTuple):
     lengths: Tensor
     spikes: list[Tensor]
     spike_lengths: list[Tensor]
+
+
+DelayLayer = DelayedLinear | ChannelDelayedLinear
+
+
+def make_delay_layer(in_features: int, out_features: int, cfg: ModelConfig,
+                     delays: str | None = None) -> DelayLayer:
+    """The delay layer of ``cfg.delay_kind`` (synaptic, axonal or dendritic) for one block;
+    ``delays`` overrides ``cfg.delays`` (``model.layer_delays``)."""
+    mode = delays or cfg.delays
+    return delay_layer(in_features, out_features, cfg.max_delay, kind=cfg.delay_kind,
+                       kernel_count=cfg.kernel_count, delays=mode, padding=cfg.padding,
+                       interpolation=cfg.interpolation,
+                       sparsity=cfg.delay_sparsity if mode != "none" else 0.0,
+                       mask=cfg.delay_mask)
 
 
 def _bias(out_features: int, fan_in: int) -> nn.Parameter:
@@ -75,10 +91,7 @@ class HiddenLayer(nn.Module):
     def __init__(self, in_features: int, out_features: int, cfg: ModelConfig,
                  delays: str | None = None, recurrent: str = "none") -> None:
         super().__init__()
-        self.delay = DelayedLinear(
-            in_features, out_features, cfg.max_delay, kernel_count=cfg.kernel_count,
-            delays=delays or cfg.delays, padding=cfg.padding,
-        )
+        self.delay = make_delay_layer(in_features, out_features, cfg, delays)
         if cfg.bias:
             self.bias = _bias(out_features, in_features)
         else:
@@ -152,10 +165,7 @@ class DelaySNN(nn.Module):
             for a, b, d, r in zip(sizes[:-1], sizes[1:], modes[:-1], cfg.recurrence(),
                                   strict=True)
         )
-        self.readout = DelayedLinear(
-            sizes[-1], cfg.n_classes, cfg.max_delay, kernel_count=cfg.kernel_count,
-            delays=modes[-1], padding=cfg.padding,
-        )
+        self.readout = make_delay_layer(sizes[-1], cfg.n_classes, cfg, modes[-1])
         if cfg.bias:
             self.readout_bias = _bias(cfg.n_classes, sizes[-1])
         else:
@@ -211,7 +221,7 @@ class DelaySNN(nn.Module):
         return self._run(x, lengths)
 
     # -- delays ---------------------------------------------------------------------------------
-    def delay_layers(self) -> list[DelayedLinear]:
+    def delay_layers(self) -> list[DelayLayer]:
         """Every delay layer, input to output (hidden layers, then the readout)."""
         return [layer.delay for layer in self.hidden] + [self.readout]
 
@@ -238,6 +248,36 @@ class DelaySNN(nn.Module):
             if layer.neurons is not None:
                 layer.neurons.set_sigma(sigma)
 
+    def set_sparsity(self, sparsity: float) -> None:
+        """Set the current delay sparsity ``S_t`` of learned masks (the ramp, once per epoch)."""
+        for layer in self.delay_layers():
+            layer.set_sparsity(sparsity)
+
+    def _recurrent_delay_count(self) -> int:
+        return sum(layer.neurons.recurrent.delay.numel() for layer in self.hidden
+                   if layer.neurons is not None and layer.neurons.recurrent is not None
+                   and layer.neurons.recurrent.delay is not None)
+
+    def num_delays(self) -> int:
+        """Delay parameters of every layer, masked or not (0 without delays): feed-forward
+        positions and recurrent (DelRec) delays."""
+        return sum(0 if layer.position is None else layer.position.numel()
+                   for layer in self.delay_layers()) + self._recurrent_delay_count()
+
+    def num_active_delays(self) -> int:
+        """Delays in use: ``num_delays()`` minus those switched off by sparsity masks."""
+        return (sum(layer.active_delays() for layer in self.delay_layers())
+                + self._recurrent_delay_count())
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As :meth:`nn.Module.load_state_dict`, but a state of another delay kind is one clear
+        ``ValueError`` instead of a list of missing keys."""
+        saved = state_delay_kind(state_dict)
+        if saved != self.cfg.delay_kind:
+            raise ValueError(f"the saved weights hold {saved} delays but this model has "
+                             f"model.delay_kind = {self.cfg.delay_kind}")
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     # -- parameters -----------------------------------------------------------------------------
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Trainable parameters by optimiser group.
@@ -245,10 +285,11 @@ class DelaySNN(nn.Module):
         ``"weights"``: delay-layer weights (Adam with weight decay); ``"positions"``: learned
         delay positions (separate Adam, no weight decay; empty unless ``delays="learned"``);
         ``"norm"``: BatchNorm scale and shift and the biases (no weight decay);
-        ``"adaptive"``: adaptive-neuron parameters and a trained readout τ (no weight decay,
-        clamped after each step); ``"recurrent_delays"``: DelRec's recurrent delays and widths
-        (their own Adam group); these two only when the model has any. Recurrent weights are
-        ``"weights"``. Together: every trainable parameter, each once.
+        ``"mask_scores"``: scores of learned delay masks (with the weights' optimiser, no weight
+        decay); ``"adaptive"``: adaptive-neuron parameters and a trained readout τ (no weight
+        decay, clamped after each step); ``"recurrent_delays"``: DelRec's recurrent delays and
+        widths (their own Adam group); these three only when the model has any. Recurrent
+        weights are ``"weights"``. Together: every trainable parameter, each once.
         """
         layers = self.delay_layers()
         stepped = [layer.neurons for layer in self.hidden if layer.neurons is not None]
@@ -268,8 +309,11 @@ class DelaySNN(nn.Module):
             "norm": [p for layer in self.hidden if layer.norm is not None
                      for p in layer.norm.parameters()] + biases,
         }
+        scores = [layer.delay_mask.scores for layer in layers
+                  if layer.delay_mask is not None and layer.delay_mask.scores is not None]
         rec_delays = [p for r in recurrent for p in r.delay_parameters()]
-        for name, params in (("adaptive", adaptive), ("recurrent_delays", rec_delays)):
+        for name, params in (("mask_scores", scores), ("adaptive", adaptive),
+                             ("recurrent_delays", rec_delays)):
             if params:  # only when there are any, so plain recipes keep their three groups
                 groups[name] = params
         return groups
@@ -280,4 +324,19 @@ class DelaySNN(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.cfg
-        return f"delays={c.delays}, max_delay={c.max_delay}, padding={c.padding}"
+        return (f"delays={c.delays}, delay_kind={c.delay_kind}, max_delay={c.max_delay}, "
+                f"padding={c.padding}")
+
+
+def parameter_counts(cfg: ModelConfig) -> dict[str, int]:
+    """``{"parameters", "delays", "active_delays"}`` of the network ``cfg`` describes.
+
+    ``parameters``: trainable scalars (as :meth:`DelaySNN.num_parameters`); ``delays``: delay
+    positions among them; ``active_delays``: those not switched off by a sparsity mask. Builds
+    the model under a fixed seed, so the global RNG state is saved and restored.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = DelaySNN(cfg)
+    return {"parameters": net.num_parameters(), "delays": net.num_delays(),
+            "active_delays": net.num_active_delays()}

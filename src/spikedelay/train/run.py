@@ -43,7 +43,7 @@ from spikedelay.train.loop import evaluate, train_epoch
 from spikedelay.train.progress import EpochProgress
 from spikedelay.train.rng import capture_rng
 from spikedelay.train.run_folder import NoFolder, RunFolder, RunStore
-from spikedelay.train.schedule import position_lr_at, sigma_at
+from spikedelay.train.schedule import position_lr_at, sigma_at, sparsity_at
 from spikedelay.train.setup import (
     Optimizers,
     TorchGlobals,
@@ -208,8 +208,9 @@ def _load_splits(cfg: RunConfig, world: World | None, *, progress: bool,
 
 def _set_epoch_schedules(model: torch.nn.Module, optim: Optimizers, cfg: RunConfig,
                          epoch: int) -> float:
-    """σ of the Gaussian kernels and of the recurrent-delay triangles, and the positions' (and
-    recurrent delays') learning rates for ``epoch``; returns the Gaussian σ."""
+    """σ of the Gaussian kernels and of the recurrent-delay triangles, the sparsity of learned
+    delay masks and the positions' (and recurrent delays') learning rates for ``epoch``;
+    returns the Gaussian σ."""
     t = cfg.train
     sigma = sigma_at(epoch, max_delay=cfg.model.max_delay, epochs=t.epochs,
                      fraction=t.sigma_epochs_fraction, floor=t.sigma_floor)
@@ -217,6 +218,8 @@ def _set_epoch_schedules(model: torch.nn.Module, optim: Optimizers, cfg: RunConf
     model.set_recurrent_sigma(recurrent_sigma_at(epoch, epochs=t.epochs,
                                                  sigma0=t.recurrent_sigma_init,
                                                  decay=t.recurrent_sigma_decay))
+    if cfg.model.delay_mask == "learned":
+        model.set_sparsity(sparsity_at(epoch, sparsity=cfg.model.delay_sparsity, epochs=t.epochs))
     if optim.positions is not None:  # positions and recurrent delays, each its own base lr
         for group in optim.positions.param_groups:
             group["lr"] = position_lr_at(epoch, base_lr=group.get("base_lr", t.lr_positions),
