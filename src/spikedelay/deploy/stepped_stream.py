@@ -131,6 +131,9 @@ def from_model(model, *, framing: dict[str, Any] | None = None,
     layers: list[SteppedLayer] = []
 
     def stack_of(delay) -> np.ndarray:
+        if getattr(delay, "kind", "synaptic") != "synaptic" or delay.weight.dim() != 3:
+            raise ValueError("axonal or dendritic feed-forward delays in a recurrent or adaptive "
+                             "network have no streaming form yet (synaptic delays do)")
         w = _np(delay.weight)
         d = delay.integer_delays().cpu().numpy().astype(np.int64)
         out = np.zeros((k, w.shape[0], w.shape[1]))
