@@ -27,10 +27,11 @@ def _train_speed():
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # SpikingJelly uses torch.jit.script
-def test_training_step_equals_reference_formulation(restore_torch_globals):
+@pytest.mark.parametrize("batch", [6, 1])  # 1: BatchNorm over one sample's time steps
+def test_training_step_equals_reference_formulation(restore_torch_globals, batch):
     ts = _train_speed()
-    args = ts.parse_args(["--batch", "6", "--hidden", "24", "--frames", "30", "--tol", "1e-10",
-                          "--check-dtype", "float64"])
+    args = ts.parse_args(["--batch", str(batch), "--hidden", "24", "--frames", "30",
+                          "--tol", "1e-10", "--check-dtype", "float64"])
     x, _, _ = ts.make_batch(args, torch.float64, "cpu")
     from spikedelay.ops.delay_conv import _sparse_events
 
@@ -41,3 +42,4 @@ def test_training_step_equals_reference_formulation(restore_torch_globals):
         bad = [t for t in per_sigma["tensors"] if not t["ok"]]
         assert not bad, f"σ={per_sigma['sigma']}: {bad}"
         assert len(per_sigma["tensors"]) == 1 + 2 * 3 + 2 * 2  # loss, 3 delay layers, 2 BNs
+        assert all(t["max_abs"] > 0 for t in per_sigma["tensors"]), per_sigma  # not all zero

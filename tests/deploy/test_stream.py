@@ -35,8 +35,9 @@ def _inputs(batch: int, steps: int, n_in: int, seed: int = 0):
 
 @pytest.mark.parametrize("padding", ["reference", "causal"])
 @pytest.mark.parametrize("delays", ["learned", "fixed", "none"])
-def test_stream_equals_offline(tiny_cfg, padding, delays):
-    tiny_cfg.padding, tiny_cfg.delays = padding, delays
+@pytest.mark.parametrize("max_delay", [7, 12])  # offline: conv1d, then the DFT path (K >= 8)
+def test_stream_equals_offline(tiny_cfg, padding, delays, max_delay):
+    tiny_cfg.padding, tiny_cfg.delays, tiny_cfg.max_delay = padding, delays, max_delay
     model = randomised_model(tiny_cfg).double()
     x, lengths = _inputs(6, 25, tiny_cfg.in_features)
     with torch.no_grad():
