@@ -308,7 +308,19 @@ def build_config(raw: dict[str, Any]) -> RunConfig:
 
 
 def load_config(name_or_path: str, overrides: list[str] | None = None) -> RunConfig:
-    """Load a builtin recipe or YAML file, apply ``section.key=value`` overrides, validate."""
+    """Load a builtin recipe or YAML file, apply ``section.key=value`` overrides, validate.
+
+    Example::
+
+        >>> cfg = load_config("quick", ["model.delays=none", "train.epochs=3"])
+        >>> cfg.model.delays, cfg.train.epochs, cfg.model.hidden, cfg.expected_params
+        ('none', 3, [256, 256], 214016)
+        >>> load_config("quick", ["model.dropout=2", "train.epochs=0"])
+        Traceback (most recent call last):
+        spikedelay.errors.ConfigError: invalid configuration:
+          model.dropout = 2.0: must be in [0, 1)
+          train.epochs = 0: must be an integer >= 1
+    """
     raw = _read_yaml(name_or_path)
     raw = _merge(raw, parse_overrides(overrides or []))
     return build_config(raw)
