@@ -16,28 +16,6 @@ import torch
 
 from spikedelay.data.hdf5 import write_spike_file
 
-pytest_plugins = ["pytester", "ci_policy"]
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-# The benchmark folder (REFERENCE.md, data/synthdigits-900, ...) lives beside the project in CI;
-# a user's clone usually has none.
-SHARED_ROOT = PROJECT_ROOT.parent / "shared"
-
-
-def shared_file(relative: str) -> Path:
-    """``SHARED_ROOT / relative``; skips with the path as reason when absent (a failure in CI)."""
-    path = SHARED_ROOT / relative
-    if not path.exists():
-        pytest.skip(f"benchmark folder absent: {path} (the project's ../shared; CI has it)")
-    return path
-
-
-@pytest.fixture(name="shared_path")
-def _shared_path_fixture():
-    """Factory: ``shared_path("data/synthdigits-900/shd_test.h5")`` → an existing Path, or skip
-    (outside CI, with the reason shown) / fail (``CI=true``) when the benchmark folder is absent."""
-    return shared_file
-
 
 @dataclass
 class SpikeSet:
@@ -165,3 +143,27 @@ def shd_root(tmp_path: Path) -> Path:
 def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Never touch the user's ~/.cache from tests."""
     monkeypatch.setenv("SPIKEDELAY_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+# -- the CI skip policy and the benchmark folder ../shared ------------------------------------
+pytest_plugins = ["pytester", "ci_policy"]
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The benchmark folder (REFERENCE.md, data/synthdigits-900, ...) lives beside the project in CI;
+# a user's clone usually has none.
+SHARED_ROOT = PROJECT_ROOT.parent / "shared"
+
+
+def shared_file(relative: str) -> Path:
+    """``SHARED_ROOT / relative``; skips with the path as reason when absent (a failure in CI)."""
+    path = SHARED_ROOT / relative
+    if not path.exists():
+        pytest.skip(f"benchmark folder absent: {path} (the project's ../shared; CI has it)")
+    return path
+
+
+@pytest.fixture(name="shared_path")
+def _shared_path_fixture():
+    """Factory: ``shared_path("data/synthdigits-900/shd_test.h5")`` → an existing Path, or skip
+    (outside CI, with the reason shown) / fail (``CI=true``) when the benchmark folder is absent."""
+    return shared_file

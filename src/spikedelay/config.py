@@ -262,7 +262,19 @@ def _data_problems(d: DataConfig) -> list[str]:
 
 
 def build_config(raw: dict[str, Any]) -> RunConfig:
-    """Make a RunConfig from nested dicts, reporting every unknown key and wrong type at once."""
+    """Make a RunConfig from nested dicts, reporting every unknown key and wrong type at once.
+
+    Example::
+
+        >>> build_config({"model": {"hidden": [64]}}).model.hidden
+        [64]
+        >>> build_config({"model": {"colour": "blue"}, "train": {"epochs": 0}})
+        ... # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        spikedelay.errors.ConfigError: invalid configuration:
+          unknown key 'model.colour': allowed are in_features, hidden, ...
+          train.epochs = 0: must be an integer >= 1
+    """
     problems: list[str] = []
     sections: dict[str, Any] = {}
     for name in raw:
@@ -308,19 +320,7 @@ def build_config(raw: dict[str, Any]) -> RunConfig:
 
 
 def load_config(name_or_path: str, overrides: list[str] | None = None) -> RunConfig:
-    """Load a builtin recipe or YAML file, apply ``section.key=value`` overrides, validate.
-
-    Example::
-
-        >>> cfg = load_config("quick", ["model.delays=none", "train.epochs=3"])
-        >>> cfg.model.delays, cfg.train.epochs, cfg.model.hidden, cfg.expected_params
-        ('none', 3, [256, 256], 214016)
-        >>> load_config("quick", ["model.dropout=2", "train.epochs=0"])
-        Traceback (most recent call last):
-        spikedelay.errors.ConfigError: invalid configuration:
-          model.dropout = 2.0: must be in [0, 1)
-          train.epochs = 0: must be an integer >= 1
-    """
+    """Load a builtin recipe or YAML file, apply ``section.key=value`` overrides, validate."""
     raw = _read_yaml(name_or_path)
     raw = _merge(raw, parse_overrides(overrides or []))
     return build_config(raw)
