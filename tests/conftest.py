@@ -154,16 +154,17 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_ROOT = PROJECT_ROOT.parent / "shared"
 
 
-def shared_file(relative: str) -> Path:
+def shared_file(relative: str, needed_by: str = "this test") -> Path:
     """``SHARED_ROOT / relative``; skips with the path as reason when absent (a failure in CI)."""
     path = SHARED_ROOT / relative
     if not path.exists():
-        pytest.skip(f"benchmark folder absent: {path} (the project's ../shared; CI has it)")
+        pytest.skip(f"{needed_by} needs the benchmark folder: {path} is absent (the project's "
+                    "../shared; CI has it)")
     return path
 
 
 @pytest.fixture(name="shared_path")
-def _shared_path_fixture():
+def _shared_path_fixture(request: pytest.FixtureRequest):
     """Factory: ``shared_path("data/synthdigits-900/shd_test.h5")`` → an existing Path, or skip
     (outside CI, with the reason shown) / fail (``CI=true``) when the benchmark folder is absent."""
-    return shared_file
+    return lambda relative: shared_file(relative, request.node.name)
