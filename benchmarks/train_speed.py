@@ -185,12 +185,23 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kB
 
 
+def float32_only() -> None:
+    """TF32 off for both sides (cuDNN's convolutions, which dcls runs on, default to TF32):
+    the comparison is float32 against float32, as our runs train by default. A worker process
+    of its own, so the process-wide flags are ours to set."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
 def run_worker(args) -> dict:
     import torch
 
     torch.manual_seed(0)
     device = torch.device(args.device)
     dropout = 0.4
+    float32_only()
     if args.worker == "reference":
         net, step_fn = build_reference(args, args.sigma, dropout)
         net = net.to(device)
@@ -236,6 +247,7 @@ def run_worker(args) -> dict:
         "samples_per_s": args.batch / sorted(times)[len(times) // 2],
         "peak_rss_mb": peak_rss_mb(),
         "rss_before_steps_mb": rss_before,
+        "tf32": torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32,
     }
     if device.type == "cuda":
         result["max_memory_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -265,9 +277,7 @@ def run_check(args) -> dict:
 
     dtype = getattr(torch, args.check_dtype)
     device = torch.device(args.device)
-    if device.type == "cuda":  # TF32 would make both sides differ at 1e-3
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+    float32_only()  # TF32 would make both sides differ at 1e-3
     out = {"dtype": args.check_dtype, "dropout": 0.0, "per_sigma": []}
     x, labels, lengths = make_batch(args, dtype, device)
     for sigma in args.sigmas:

@@ -7,6 +7,8 @@ fails the run (``ci_policy.py``).
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,30 @@ import pytest
 import torch
 
 from spikedelay.data.hdf5 import write_spike_file
+
+# The tests run every kernel on CPU tensors, Triton's in its interpreter, which Triton picks
+# when it is imported (it decorates its own library then): so this must happen before any test
+# imports it, GPU or not. Harmless for everything else: nothing runs Triton on CPU unless
+# SPIKEDELAY_KERNELS=triton (the kernel_backend fixture) asks for it.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+KERNEL_BACKENDS = ("numba", "torch", "triton")
+
+
+@pytest.fixture(params=KERNEL_BACKENDS)
+def kernel_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test once per kernel backend that runs on CPU (Triton in its interpreter), by
+    forcing ``SPIKEDELAY_KERNELS``; never skipped: a missing Triton fails the test."""
+    name = request.param
+    if name == "triton":
+        from spikedelay.ops.dispatch import triton_interpreting
+
+        if importlib.util.find_spec("triton") is None:
+            pytest.fail("triton is not installed: pip install -e '.[test]'")
+        if not triton_interpreting():
+            pytest.fail("triton was imported before TRITON_INTERPRET=1 was set")
+    monkeypatch.setenv("SPIKEDELAY_KERNELS", name)
+    return name
 
 
 @dataclass

@@ -125,6 +125,7 @@ def _neuron_ref(y, tau, thr=None):
     return torch.stack(out, 1)
 
 
+@pytest.mark.usefixtures("kernel_backend")  # every CPU backend, Triton interpreted
 @pytest.mark.parametrize("max_delay", [7, 10])  # conv1d, then the DFT path (K >= FFT_MIN_TAPS)
 def test_forward_equals_manual_composition_training_mode(max_delay):
     torch.manual_seed(0)
@@ -160,6 +161,7 @@ def test_forward_equals_manual_composition_training_mode(max_delay):
         torch.testing.assert_close(s.detach(), s_ref)
 
 
+@pytest.mark.usefixtures("kernel_backend")  # every CPU backend, Triton interpreted
 @pytest.mark.parametrize("max_delay", [7, 10])
 def test_eval_mode_uses_rounded_integer_delays(max_delay):
     torch.manual_seed(1)
@@ -189,6 +191,7 @@ def test_eval_mode_uses_rounded_integer_delays(max_delay):
 
 
 # -- masking ---------------------------------------------------------------------------------------
+@pytest.mark.usefixtures("kernel_backend")  # every CPU backend, Triton interpreted
 @pytest.mark.parametrize("mode", ["learned", "fixed", "none"])
 @pytest.mark.parametrize("train", [True, False])
 def test_extra_padding_does_not_change_valid_outputs(mode, train):
@@ -214,6 +217,7 @@ def test_extra_padding_does_not_change_valid_outputs(mode, train):
         torch.testing.assert_close(v2[b, :k], v0[b, :k], atol=1e-10, rtol=0)
 
 
+@pytest.mark.usefixtures("kernel_backend")  # every CPU backend, Triton interpreted
 def test_short_sample_alone_equals_sample_in_padded_batch_eval():
     torch.manual_seed(3)
     net = DelaySNN(_tiny_cfg()).double().eval()

@@ -1,6 +1,8 @@
 """Fast kernels (spikedelay.ops) against independent references: naive loops, conv1d, dcls-built
-kernels, finite differences. Forward and gradients, several shapes and paddings. ~13 s, plus
-about a minute of numba compilation the first time (cached in __pycache__ afterwards).
+kernels, finite differences. Forward and gradients, several shapes and paddings. The fused
+kernels run under every backend that runs on CPU (``kernel_backend``: numba, torch and Triton in
+its interpreter). ~1 min, plus about a minute of numba compilation the first time (cached in
+__pycache__ afterwards).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch.nn.functional as F
 from reference_loops import lif_spikes_loop
 
 from spikedelay.delays import delay_conv, gaussian_kernel
-from spikedelay.ops import lif as lif_ops
+from spikedelay.ops import _lif_torch as lif_ops
 from spikedelay.ops.delay_conv import fft_delay_conv, fft_size
 from spikedelay.ops.lif import fused_li_sequence, fused_lif_sequence
 
@@ -79,7 +81,10 @@ INPUT_KINDS = ["dense", "spikes", "counts"]
 
 @pytest.mark.parametrize("kind", INPUT_KINDS)
 def test_input_kind_selects_the_transform(kind):
-    from spikedelay.ops.delay_conv import _sparse_events
+    from spikedelay.ops import dispatch
+
+    def _sparse_events(t):
+        return dispatch.select("delay_conv", t).sparse_events(t)
 
     x = _inputs(kind, (4, 50, 20), torch.Generator().manual_seed(0))
     events = _sparse_events(x)
@@ -208,6 +213,7 @@ def _lif_autograd(x, tau, thr, alpha):
     return torch.stack(out, 1)
 
 
+@pytest.mark.usefixtures("kernel_backend")  # numba, torch, Triton (interpreted)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("tau,thr,alpha", [(1.005, 1.0, 5.0), (2.0, 1.0, 5.0), (1.5, 0.5, 2.0)])
 def test_fused_lif_forward_and_backward(dtype, tau, thr, alpha):
@@ -229,19 +235,20 @@ def test_fused_lif_forward_and_backward(dtype, tau, thr, alpha):
 def test_fused_lif_torch_fallback_equals_numba():
     g = torch.Generator().manual_seed(5)
     x = torch.rand(4, 30, 6, generator=g, dtype=DT) * 1.3
-    h_t, s_t = lif_ops._lif_forward_torch(x, 1.5, 1.0)
+    h_t, s_t = lif_ops.lif_forward(x, 1.5, 1.0)
     s_n = fused_lif_sequence(x, 1.5, 1.0)
     torch.testing.assert_close(s_t, s_n, rtol=0, atol=0)
     gs = torch.randn(x.shape, generator=g, dtype=DT)
     xr = x.clone().requires_grad_()
     fused_lif_sequence(xr, 1.5, 1.0, 5.0).backward(gs)
-    torch.testing.assert_close(lif_ops._lif_backward_torch(gs, h_t, 1.5, 1.0, 5.0), xr.grad)
-    v_t = lif_ops._li_forward_torch(x, 1.5)
+    torch.testing.assert_close(lif_ops.lif_backward(gs, h_t, 1.5, 1.0, 5.0), xr.grad)
+    v_t = lif_ops.li_forward(x, 1.5)
     torch.testing.assert_close(v_t, fused_li_sequence(x, 1.5), rtol=1e-14, atol=1e-14)
-    torch.testing.assert_close(lif_ops._li_backward_torch(gs, 1.5),
+    torch.testing.assert_close(lif_ops.li_backward(gs, 1.5),
                                torch.autograd.grad(fused_li_sequence(xr, 1.5), xr, gs)[0])
 
 
+@pytest.mark.usefixtures("kernel_backend")  # numba, torch, Triton (interpreted)
 def test_fused_li_matches_loop_and_gradcheck():
     g = torch.Generator().manual_seed(6)
     x = torch.randn(2, 15, 3, generator=g, dtype=DT, requires_grad=True)
@@ -254,6 +261,7 @@ def test_fused_li_matches_loop_and_gradcheck():
     assert torch.autograd.gradcheck(lambda a: fused_li_sequence(a, 1.5), (x,))
 
 
+@pytest.mark.usefixtures("kernel_backend")  # numba, torch, Triton (interpreted)
 def test_fused_handles_empty_and_noncontiguous():
     assert fused_lif_sequence(torch.zeros(0, 5, 3), 2.0).shape == (0, 5, 3)
     x = torch.rand(6, 3, 10, dtype=DT).transpose(1, 2)  # (6, 10, 3), not contiguous
@@ -263,6 +271,7 @@ def test_fused_handles_empty_and_noncontiguous():
 
 
 # -- fused Gaussian kernel ------------------------------------------------------------------------
+@pytest.mark.usefixtures("kernel_backend")  # numba, torch, Triton (interpreted)
 @pytest.mark.parametrize("sigma", [0.0, 0.23, 1.0, 12.0, 100.0])
 def test_fused_gaussian_kernel_float32_close_to_float64_formula(sigma):
     """The taps come from a recurrence (4 exps per synapse, not K): float32 rounding must stay
@@ -279,6 +288,7 @@ def test_fused_gaussian_kernel_float32_close_to_float64_formula(sigma):
     assert (got - ref).abs().max() <= 1e-5 * ref.abs().max()
 
 
+@pytest.mark.usefixtures("kernel_backend")  # numba, torch, Triton (interpreted)
 @pytest.mark.parametrize("kernel_count", [1, 2])
 @pytest.mark.parametrize("sigma", [12.0, 1.0, 0.23])
 def test_fused_gaussian_kernel_matches_dcls(kernel_count, sigma):
@@ -306,6 +316,7 @@ def test_fused_gaussian_kernel_matches_dcls(kernel_count, sigma):
     torch.testing.assert_close(got_p, ref_p[0], rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.usefixtures("kernel_backend")  # numba, torch, Triton (interpreted)
 def test_fused_gaussian_kernel_gradcheck():
     from spikedelay.ops.gaussian import fused_gaussian_kernel
 
@@ -325,6 +336,7 @@ def _bn_reference(x, mask, weight, bias, eps):
     return (x - mean) / torch.sqrt(var + eps) * weight + bias
 
 
+@pytest.mark.usefixtures("kernel_backend")  # numba, torch, Triton (interpreted)
 @pytest.mark.parametrize("lengths", [[9, 9, 9, 9], [9, 5, 7, 1]])
 def test_fused_masked_batch_norm_matches_reference(lengths):
     from spikedelay.ops.batchnorm import fused_masked_batch_norm
@@ -347,6 +359,7 @@ def test_fused_masked_batch_norm_matches_reference(lengths):
         torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.usefixtures("kernel_backend")  # numba, torch, Triton (interpreted)
 @pytest.mark.parametrize("tau", [1.005, 2.0])
 def test_fused_batch_norm_lif_equals_composition(tau):
     from spikedelay.ops.batchnorm import fused_batch_norm_lif

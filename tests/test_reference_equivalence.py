@@ -4,7 +4,9 @@ An end-to-end guard for the fast path (DFT convolution with the sparse input tra
 Gaussian kernel, fused BatchNorm → LIF, LI readout, masked loss): the loss and every gradient
 of a small SHD-like network must equal those of ``Dcls1d(version="gauss")`` layers and
 SpikingJelly's multi-step ``LIFNode``, built with the same weights, at the initial and the final
-σ. The comparison itself is ``benchmarks/train_speed.py``'s numerics check.
+σ. The comparison itself is ``benchmarks/train_speed.py``'s numerics check. Run under every
+kernel backend that runs on CPU (numba, torch, Triton interpreted; all in float64), so the GPU
+code path (Triton kernels, the wide DFT layout) is checked here too.
 """
 
 import importlib.util
@@ -27,14 +29,16 @@ def _train_speed():
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # SpikingJelly uses torch.jit.script
-def test_training_step_equals_reference_formulation(restore_torch_globals):
+def test_training_step_equals_reference_formulation(restore_torch_globals, kernel_backend):
     ts = _train_speed()
     args = ts.parse_args(["--batch", "6", "--hidden", "24", "--frames", "30", "--tol", "1e-10",
                           "--check-dtype", "float64"])
     x, _, _ = ts.make_batch(args, torch.float64, "cpu")
-    from spikedelay.ops.delay_conv import _sparse_events
+    from spikedelay.ops import dispatch
 
-    assert _sparse_events(x) is not None  # the SHD-like input takes the sparse transform
+    assert dispatch.backend_name("lif", x) == kernel_backend
+    sparse = dispatch.select("delay_conv", x).sparse_events(x) is not None
+    assert sparse == (kernel_backend == "numba")  # the SHD-like input: sparse transform on CPU
     result = ts.run_check(args)
     assert [s["sigma"] for s in result["per_sigma"]] == [12.0, 0.23]
     for per_sigma in result["per_sigma"]:

@@ -7,7 +7,6 @@ and the command exits with status 2; anything else is a bug and keeps its traceb
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from collections.abc import Callable
@@ -31,12 +30,6 @@ def _command(name: str):
 
 
 # ---------------------------------------------------------------------------------- train / eval
-def default_run_dir(config_name: str, cfg_yaml: str) -> Path:
-    """``runs/<config>-<hash of the resolved config>``: rerunning a command resumes its run."""
-    digest = hashlib.sha256(cfg_yaml.encode()).hexdigest()[:8]
-    return Path("runs") / f"{Path(config_name).stem}-{digest}"
-
-
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="quick",
                    help="builtin recipe (quick, shd, ssc, gsc) or a YAML file (default: quick)")
@@ -60,17 +53,30 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a delay SNN (rerun the same command to resume)")
     _add_run_args(p)
     p.add_argument("--out", metavar="RUNDIR", help="run folder (default: runs/<config>-<hash>)")
+    p.add_argument("--device", metavar="DEVICE",
+                   help="auto, cpu, cuda or cuda:N (= --set train.device=DEVICE; not part of "
+                        "the run's identity: a run resumes on another device)")
+    p.add_argument("--seed", type=int, metavar="N", help="= --set train.seed=N")
+    p.add_argument("--epochs", type=int, metavar="N", help="= --set train.epochs=N")
+    p.add_argument("--init-from", metavar="RUNDIR",
+                   help="start from the weights of another run (its best.safetensors, or a "
+                        "checkpoint file); the architecture must be the same "
+                        "(= --set train.init_from=RUNDIR)")
     p.add_argument("--quiet", action="store_true", help="no progress bar; one line per epoch")
     p.set_defaults(handler=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from spikedelay.config import dump_config
     from spikedelay.train.distributed import env_rank
     from spikedelay.train.run import train_run
+    from spikedelay.train.run_folder import default_run_dir
 
+    shortcuts = {"train.device": args.device, "train.seed": args.seed,
+                 "train.epochs": args.epochs, "train.init_from": args.init_from}
+    args.overrides = [*args.overrides,  # JSON is YAML: a path stays a string, whatever it is
+                      *(f"{k}={json.dumps(v)}" for k, v in shortcuts.items() if v is not None)]
     cfg = _resolve_config(args)
-    run_dir = Path(args.out) if args.out else default_run_dir(args.config, dump_config(cfg))
+    run_dir = Path(args.out) if args.out else default_run_dir(args.config, cfg)
     printing = env_rank() == 0  # under torchrun only rank 0 talks
     if printing:
         print(f"run folder: {run_dir}")
@@ -101,18 +107,24 @@ def _pct(x) -> str:
 
 @_command("eval")
 def _eval_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="test accuracy of a run's selected checkpoint, as JSON")
+    p = sub.add_parser("eval", help="accuracy and confusion matrix of a run's selected "
+                       "checkpoint, as JSON")
     p.add_argument("run_dir", metavar="RUNDIR")
     p.add_argument("--data", metavar="DIR", help="data folder if it moved since training")
     p.add_argument("--checkpoint", default="best.safetensors",
                    help="checkpoint file inside RUNDIR (default: best.safetensors)")
+    p.add_argument("--split", choices=["val", "test"], default="test",
+                   help="test (default) or val: the split the model was selected on")
+    p.add_argument("--device", metavar="DEVICE",
+                   help="auto, cpu, cuda or cuda:N (default: the run's train.device)")
     p.set_defaults(handler=_eval)
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from spikedelay.train.run import eval_run
+    from spikedelay.train.evaluation import eval_run
 
-    result = eval_run(Path(args.run_dir), data_root=args.data, checkpoint=args.checkpoint)
+    result = eval_run(Path(args.run_dir), data_root=args.data, checkpoint=args.checkpoint,
+                      split=args.split, device=args.device)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -12,6 +12,7 @@ import dataclasses
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -25,6 +26,7 @@ DelayMode = Literal["learned", "fixed", "none"]
 Padding = Literal["reference", "causal"]
 Protocol = Literal["validation", "test-selected"]
 DatasetName = Literal["synthdigits", "shd", "ssc", "gsc"]
+ValSplit = Literal["speakers", "stratified", "difficulty"]
 
 
 @dataclass
@@ -37,7 +39,11 @@ class DataConfig:
     channel_group: int = 5  # sum this many neighbouring cochlea channels (700 -> 140)
     max_frames: int | None = None  # crop long samples (None = keep every frame)
     val_fraction: float = 0.1  # share of training *speakers* held out for model selection
+    val_split: ValSplit = "speakers"  # random speakers | stratified (accents) | difficulty
     cache: bool = True  # cache framed tensors on disk, keyed by file content + framing
+    # training-only augmentation, applied in order: [{name: time_shift, max_shift: 10}, ...]
+    # (names and parameters: spikedelay.data.augment, docs/data.md)
+    augment: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -73,9 +79,11 @@ class TrainConfig:
     masked_loss: bool = True  # ignore padded steps in loss and BatchNorm
     seed: int = 0
     deterministic: bool = False  # bit-reproducible on CPU (slower)
+    allow_tf32: bool = False  # TF32 matmuls/convolutions on CUDA (≈5e-4 error; docs/gpu.md)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     eval_every: int = 1  # epochs between validation passes
     threads: int = 0  # torch CPU threads (0 = torch's default)
+    init_from: str | None = None  # start from this run's (or checkpoint file's) weights
 
 
 @dataclass
@@ -177,6 +185,8 @@ def _type_ok(value: Any, hint: Any) -> bool:
     if origin is list:
         (inner,) = typing.get_args(hint)
         return isinstance(value, list) and all(_type_ok(v, inner) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
     if hint is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if hint is int:
@@ -198,6 +208,8 @@ def _describe(hint: Any) -> str:
         return "null"
     if origin is list:
         return f"list of {_describe(typing.get_args(hint)[0])}"
+    if origin is dict:
+        return "mapping"
     return getattr(hint, "__name__", str(hint))
 
 
@@ -237,6 +249,10 @@ def _range_problems(cfg: RunConfig) -> list[str]:
     ]
     problems = [f"{key} = {val!r}: must be {allowed}" for ok, key, val, allowed in checks if not ok]
     problems += _data_problems(d)
+    if d.augment:
+        from spikedelay.data.augment import augment_problems  # imports nothing of ours back
+
+        problems += augment_problems(d.augment, d.dataset)
     return problems
 
 
@@ -319,16 +335,44 @@ def build_config(raw: dict[str, Any]) -> RunConfig:
     return cfg
 
 
-def load_config(name_or_path: str, overrides: list[str] | None = None) -> RunConfig:
-    """Load a builtin recipe or YAML file, apply ``section.key=value`` overrides, validate."""
+Overrides = Mapping[str, Any] | list[str]
+
+
+def _nested_overrides(overrides: Overrides | None) -> dict[str, dict[str, Any]]:
+    """``["train.epochs=2"]`` (CLI syntax) or ``{"train.epochs": 2}`` → nested dicts."""
+    if overrides is None:
+        return {}
+    if isinstance(overrides, list):
+        return parse_overrides(overrides)
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"overrides must be a mapping or a list of 'key=value' strings, "
+                          f"got {type(overrides).__name__}")
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        section, dot, name = str(key).partition(".")
+        if not dot or not name:
+            raise ConfigError(f"override {key!r}: expected 'section.key', e.g. 'train.epochs'")
+        out.setdefault(section, {})[name] = value
+    return out
+
+
+def load_config(name_or_path: str = "quick", overrides: Overrides | None = None) -> RunConfig:
+    """Load a builtin recipe or YAML file, apply ``section.key`` overrides, validate.
+
+    ``overrides`` is the CLI's ``["train.epochs=2"]`` or a mapping ``{"train.epochs": 2}``.
+
+    >>> cfg = load_config("quick", {"train.epochs": 2, "model.hidden": [64, 64]})
+    >>> cfg.train.epochs, cfg.model.hidden, cfg.model.max_delay
+    (2, [64, 64], 25)
+    """
     raw = _read_yaml(name_or_path)
-    raw = _merge(raw, parse_overrides(overrides or []))
+    raw = _merge(raw, _nested_overrides(overrides))
     return build_config(raw)
 
 
-def config_from_dict(raw: dict[str, Any]) -> RunConfig:
-    """Rebuild a saved (resolved) config, e.g. from a checkpoint's metadata."""
-    return build_config(raw)
+def with_overrides(cfg: RunConfig, overrides: Overrides) -> RunConfig:
+    """A validated copy of ``cfg`` with ``overrides`` applied (``cfg`` is not changed)."""
+    return build_config(_merge(cfg.to_dict(), _nested_overrides(overrides)))
 
 
 def dump_config(cfg: RunConfig) -> str:

@@ -38,12 +38,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-DelayMode = Literal["learned", "fixed", "none"]
-Padding = Literal["reference", "causal"]
+from spikedelay.config import DelayMode, Padding  # one definition, validated by the config
+from spikedelay.ops.gaussian import NORM_EPS  # dcls' epsilon in the normalisation
+
 ConvMethod = Literal["auto", "direct", "fft"]
 
 SIGMA_OFFSET = 0.27  # dcls "gauss": σ_eff = |σ| + 0.27, so σ = 0.23 gives σ_eff = 0.5
-NORM_EPS = 1e-7  # dcls' epsilon in the normalisation of the Gaussian
 FFT_MIN_TAPS = 8  # from here the DFT route (≈2 multiply-adds per synapse·step) beats conv1d (K)
 
 
@@ -78,16 +78,12 @@ def gaussian_kernel(
     Differentiable in ``weight`` and ``position`` (and ``sigma``). Positions are *not* clamped
     here (dcls neither): call :meth:`DelayedLinear.clamp_positions_` after each optimiser step.
 
-    ``fused=True`` uses :func:`spikedelay.ops.gaussian.fused_gaussian_kernel` where it applies
-    (CPU, float32/64, σ not requiring a gradient): same numbers, one pass each way, the kernel
-    returned as a view of tap-major memory. Otherwise the autograd version below.
+    ``fused=True`` uses :func:`spikedelay.ops.gaussian.fused_gaussian_kernel` (any device; its
+    backend is chosen by :mod:`spikedelay.ops.dispatch`) unless σ requires a gradient: same
+    numbers, one pass each way, the kernel returned as a view of tap-major memory. Otherwise the
+    autograd version below.
     """
-    if (
-        fused
-        and weight.device.type == "cpu"
-        and weight.dtype in (torch.float32, torch.float64)
-        and not (isinstance(sigma, Tensor) and sigma.requires_grad)
-    ):
+    if fused and not (isinstance(sigma, Tensor) and sigma.requires_grad):
         from spikedelay.ops.gaussian import fused_gaussian_kernel
 
         return fused_gaussian_kernel(weight, position, abs(float(sigma)) + SIGMA_OFFSET, max_delay)

@@ -29,3 +29,7 @@ class DependencyError(SpikeDelayError):
 
 class TrainingDiverged(SpikeDelayError):
     """Loss or gradient became NaN/Inf; the message names the epoch and step."""
+
+
+class OutputError(SpikeDelayError):
+    """A result could not be written (disk full, read-only folder); what was there is kept."""

@@ -27,6 +27,7 @@ from spikedelay.neurons import (
     lengths_to_mask,
     norm_then_fire,
 )
+from spikedelay.ops.dispatch import host_reads_are_free
 
 
 class Recording(NamedTuple):
@@ -66,7 +67,7 @@ class HiddenLayer(nn.Module):
         lengths = self.delay.output_length(lengths)
         mask = lengths_to_mask(lengths, y.shape[1])
         s = self.dropout(norm_then_fire(self.norm, self.lif, y, mask))
-        if s.device.type == "cpu" and bool(mask.all()):  # nothing to zero (no GPU sync)
+        if host_reads_are_free(mask) and bool(mask.all()):  # nothing to zero (no GPU sync)
             return s, lengths
         return s * mask.unsqueeze(-1).to(s.dtype), lengths
 

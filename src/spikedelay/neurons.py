@@ -230,18 +230,14 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
         return self._masked_train_forward(x, mask)
 
     def _fused_kernels_apply(self, x: Tensor) -> bool:
-        """The numba kernels of ``spikedelay.ops.batchnorm`` cover local statistics with an
-        affine map on CPU float32/float64; anything else takes the torch formulation."""
-        return (
-            self.stats_all_reduce is None
-            and self.affine
-            and x.device.type == "cpu"
-            and x.dtype in (torch.float32, torch.float64)
-        )
+        """The kernels of ``spikedelay.ops.batchnorm`` (any device: the dispatch picks their
+        backend) cover local statistics with an affine map; global (data-parallel) statistics
+        take the formulation below."""
+        return self.stats_all_reduce is None and self.affine
 
     def _masked_train_forward(self, x: Tensor, mask: Tensor) -> Tensor:
         if self._fused_kernels_apply(x):
-            # The same maths in 3 + 2 passes over x (spikedelay.ops.batchnorm), not ~30.
+            # The same maths in a few passes over x (spikedelay.ops.batchnorm), not ~30.
             from spikedelay.ops.batchnorm import fused_masked_batch_norm
 
             y, mean, var = fused_masked_batch_norm(x, mask, self.weight, self.bias, self.eps)
@@ -284,7 +280,7 @@ def norm_then_fire(
 ) -> Tensor:
     """``lif(norm(x, mask=mask))``: BatchNorm then LIF spikes. Shapes: x (B, T, C) → (B, T, C).
 
-    With batch statistics on CPU this runs :func:`spikedelay.ops.batchnorm.fused_batch_norm_lif`
+    With local batch statistics this runs :func:`spikedelay.ops.batchnorm.fused_batch_norm_lif`
     (same numbers; only ``x`` is kept for the backward instead of ``x`` and the LIF charge).
     """
     use_batch_stats = norm.training or not norm.track_running_stats
@@ -292,7 +288,7 @@ def norm_then_fire(
         from spikedelay.ops.batchnorm import fused_batch_norm_lif
 
         if mask is None:
-            mask = torch.ones(x.shape[:2], dtype=torch.bool)
+            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
         p = lif.p
         s, mean, var = fused_batch_norm_lif(
             x, mask, norm.weight, norm.bias, norm.eps, p.tau, p.threshold, p.alpha

@@ -12,13 +12,8 @@ import torch
 from spikedelay.config import DataConfig
 from spikedelay.data.framing import frame_events
 from spikedelay.data.hdf5 import read_spike_file
-from spikedelay.data.loaders import (
-    FramedSet,
-    default_synthdigits_root,
-    load_dataset,
-    pad_packed,
-    split_train_val,
-)
+from spikedelay.data.loaders import default_synthdigits_root, load_dataset, split_train_val
+from spikedelay.data.sets import FramedSet, pad_packed
 from spikedelay.errors import DataError
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
+from spikedelay.checkpoint import save_checkpoint
 from spikedelay.config import ModelConfig, RunConfig, dump_config
 from spikedelay.model import DelaySNN
-from spikedelay.train.checkpoint import save_checkpoint
 
 
 def randomised_model(cfg: ModelConfig, seed: int = 0) -> DelaySNN:

@@ -102,6 +102,7 @@ def test_nir_graph_structure(trained_like):
     assert used <= got
 
 
+@pytest.mark.usefixtures("kernel_backend")  # every CPU backend, Triton interpreted
 @pytest.mark.parametrize("fmt", ["safetensors", "nir"])
 def test_export_reload_is_exact(tmp_path, trained_like, fmt):
     model, x, lengths, v_off, out_len = trained_like
@@ -122,6 +123,7 @@ def test_export_reload_is_exact(tmp_path, trained_like, fmt):
     np.testing.assert_array_equal(back.predict(x.numpy(), lengths.numpy()), m_off.argmax(1))
 
 
+@pytest.mark.usefixtures("kernel_backend")  # every CPU backend, Triton interpreted
 def test_reference_nir_simulator_reproduces_offline(tmp_path, trained_like):
     model, x, lengths, v_off, out_len = trained_like
     path = export(from_model(model), tmp_path / "m.nir", "nir")

@@ -33,6 +33,7 @@ def _inputs(batch: int, steps: int, n_in: int, seed: int = 0):
     return x, lengths
 
 
+@pytest.mark.usefixtures("kernel_backend")  # every CPU backend, Triton interpreted
 @pytest.mark.parametrize("padding", ["reference", "causal"])
 @pytest.mark.parametrize("delays", ["learned", "fixed", "none"])
 @pytest.mark.parametrize("max_delay", [7, 12])  # offline: conv1d, then the DFT path (K >= 8)

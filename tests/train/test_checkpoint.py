@@ -5,8 +5,8 @@ import os
 import pytest
 import torch
 
+from spikedelay.checkpoint import load_checkpoint, save_checkpoint
 from spikedelay.errors import CheckpointError
-from spikedelay.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 def _optimizer_state():

@@ -15,10 +15,10 @@ import pytest
 import torch
 import yaml
 
+from spikedelay.checkpoint import load_checkpoint
 from spikedelay.cli import main
-from spikedelay.config import config_from_dict
+from spikedelay.config import build_config
 from spikedelay.errors import ConfigError
-from spikedelay.train.checkpoint import load_checkpoint
 from spikedelay.train.compare import initial_delays, parse_variants, plan_study
 
 K = 5
@@ -105,7 +105,7 @@ def test_initial_delays_and_changed_fraction(study):
         state = load_checkpoint(out / "runs" / f"learned-s{seed}" / "best.safetensors")
         keys = sorted(k for k in state["model"] if k.endswith("position"))
         assert len(keys) == 2
-        cfg = config_from_dict(state["config"])
+        cfg = build_config(state["config"])
         init = initial_delays(cfg)
         # Delay layers in order: hidden.0.delay, readout (sorted keys give the same order).
         end = [_delays_from_state(state, k) for k in keys]

@@ -15,8 +15,8 @@ import sys
 import pytest
 import torch
 
+from spikedelay.checkpoint import load_checkpoint
 from spikedelay.config import load_config
-from spikedelay.train.checkpoint import load_checkpoint
 from spikedelay.train.distributed import World
 from spikedelay.train.run import train_run
 from spikedelay.train.setup import build_model

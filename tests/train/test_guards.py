@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import spikedelay.train.run as run_module
+from spikedelay.checkpoint import load_checkpoint, save_checkpoint
 from spikedelay.cli import main
 from spikedelay.errors import CheckpointError, TrainingDiverged
-from spikedelay.train.checkpoint import load_checkpoint, save_checkpoint
 from spikedelay.train.loop import train_epoch
 
 TINY = """\

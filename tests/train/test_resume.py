@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from spikedelay.atomic import WRITE_PAUSE_ENV as _WRITE_PAUSE_ENV
+from spikedelay.checkpoint import load_checkpoint
 from spikedelay.cli import main
-from spikedelay.train.checkpoint import load_checkpoint
 
 EPOCHS = 5
 TINY = f"""\

@@ -8,13 +8,8 @@ from __future__ import annotations
 from spikedelay.data.cache import CacheWarning, FrameCache, cache_dir
 from spikedelay.data.framing import Framing, frame_events
 from spikedelay.data.hdf5 import SpikeRecords, find_split_files, read_spike_file, write_spike_file
-from spikedelay.data.loaders import (
-    Batch,
-    DataSplits,
-    FramedSet,
-    default_synthdigits_root,
-    load_dataset,
-)
+from spikedelay.data.loaders import default_synthdigits_root, load_dataset
+from spikedelay.data.sets import Batch, DataSplits, FramedSet
 
 __all__ = [
     "Batch",

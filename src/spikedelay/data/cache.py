@@ -14,6 +14,9 @@ Layout under ``$SPIKEDELAY_CACHE`` (default ``~/.cache/spikedelay``), per entry:
 file, fsynced and renamed. On load, a missing marker, a version or key mismatch, a checksum
 mismatch or an unreadable payload is reported with a :class:`CacheWarning`, the entry is
 deleted and the caller rebuilds it: a bad entry is never used silently.
+
+A read-only cache (``writable=False``, for callers that promised to write nothing, such as
+``spikedelay.train(out=None)``) serves the entries it has, and neither stores nor deletes any.
 """
 
 from __future__ import annotations
@@ -66,14 +69,19 @@ def cache_key(source_digest: str, params: dict[str, Any]) -> str:
 class FrameCache:
     """Arrays stored by key in one folder; see the module docstring for the format."""
 
-    def __init__(self, root: str | os.PathLike | None = None) -> None:
+    def __init__(self, root: str | os.PathLike | None = None, *, writable: bool = True) -> None:
         self.root = Path(root) if root is not None else cache_dir()
+        self.writable = writable
 
     def paths(self, key: str) -> tuple[Path, Path]:
         return self.root / f"{key}.npz", self.root / f"{key}.json"
 
     def _discard(self, key: str, why: str) -> None:
         payload, marker = self.paths(key)
+        if not self.writable:
+            warnings.warn(f"spikedelay cache entry {payload} is {why}; not used (the cache is "
+                          "read-only here)", CacheWarning, stacklevel=3)
+            return
         warnings.warn(
             f"spikedelay cache entry {payload} is {why}; deleted, rebuilding it",
             CacheWarning,
@@ -146,6 +154,8 @@ class FrameCache:
         if cached is not None:
             return cached, True
         arrays = build()
+        if not self.writable:
+            return arrays, False
         try:
             self.save(key, arrays, {"params": params, **(info or {})})
         except OSError as err:  # a read-only or full disk must not stop training

@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from spikedelay.data.sets import DataSplits, framed_set_from_arrays
 from spikedelay.errors import DataError
+from spikedelay.progress import progress_bar
 
 if TYPE_CHECKING:
     from spikedelay.config import DataConfig
-    from spikedelay.data.loaders import DataSplits
 
 GSC_CLASSES: tuple[str, ...] = (
     "backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "follow", "forward",
@@ -215,15 +216,16 @@ def frame_gsc_split(
     cache: bool,
     progress: bool,
     desc: str,
+    cache_writes: bool = True,
 ) -> dict[str, np.ndarray]:
     """Front end over ``files``; packed arrays as for spike files (frames stored as float16)."""
     from spikedelay.data.cache import FrameCache
-    from spikedelay.data.loaders import _progress
 
     def build() -> dict[str, np.ndarray]:
         feats = [
             log_mel(read_wav(root / rel, fe.sample_rate), fe)
-            for rel in _progress(files, total=len(files), desc=desc, enabled=progress)
+            for rel in progress_bar(files, total=len(files), desc=desc, unit="sample",
+                                    enabled=progress, leave=False)
         ]
         return {
             # float16 halves 85k x 101 x 140 features to 2.4 GB; dB values keep ~3 digits.
@@ -239,15 +241,15 @@ def frame_gsc_split(
     digest = _listing_digest(root, files)
     speakers = hashlib.sha256(json.dumps(sorted(speaker_ids)).encode()).hexdigest()
     params = {"kind": "gsc", **fe.to_dict(), "speaker_ids": speakers}
-    return FrameCache().load_or_build(digest, params, build, info={"source": str(root)})[0]
+    return FrameCache(writable=cache_writes).load_or_build(
+        digest, params, build, info={"source": str(root)})[0]
 
 
 def load_gsc_splits(
-    root: Path, cfg: DataConfig, *, seed: int, protocol: str, progress: bool
+    root: Path, cfg: DataConfig, *, seed: int, protocol: str, progress: bool,
+    cache_writes: bool = True,
 ) -> DataSplits:
     """GSC splits from its own lists (``seed`` is unused: the split is fixed by the lists)."""
-    from spikedelay.data.loaders import DataSplits, framed_set_from_arrays
-
     del seed
     if abs(cfg.bin_ms - 10.0) > 1e-9:
         raise DataError(
@@ -260,7 +262,7 @@ def load_gsc_splits(
     sets = {
         split: framed_set_from_arrays(
             frame_gsc_split(root, files, speaker_ids, fe, cache=cfg.cache, progress=progress,
-                            desc=f"GSC {split}")
+                            desc=f"GSC {split}", cache_writes=cache_writes)
         )
         for split, files in lists.items()
         if files

@@ -1,6 +1,6 @@
 """Deployment: streaming inference with integer delays, NIR/safetensors export, reports.
 
-``deploy`` never imports ``train`` (except ``train/checkpoint.py`` to read run folders).
+``deploy`` never imports ``train``: run folders are read through :mod:`spikedelay.checkpoint`.
 """
 
 from spikedelay.deploy.export import export, load_exported

@@ -116,9 +116,11 @@ def run_stream(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------- export
 def add_export_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a run with its integer delays (NIR, safetensors)")
-    p.add_argument("model", metavar="RUNDIR")
-    p.add_argument("--format", required=True, choices=["nir", "safetensors"])
-    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("model", metavar="RUNDIR", help="run folder (or one of its checkpoint files)")
+    p.add_argument("--format", required=True, choices=["nir", "safetensors"],
+                   help="nir: a NIR graph with Delay nodes (needs the nir package); "
+                        "safetensors: plain arrays + JSON header, no extra dependency")
+    p.add_argument("--out", required=True, metavar="FILE", help="file to write (atomically)")
     p.add_argument("--checkpoint", default="best.safetensors",
                    help="checkpoint inside RUNDIR (default: best.safetensors)")
     p.set_defaults(handler=run_export)
@@ -138,12 +140,15 @@ def run_export(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------- report
 def add_report_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write RUNDIR/report.md: costs, delays, curves, raster")
-    p.add_argument("model", metavar="RUNDIR")
+    p = sub.add_parser("report", help="write RUNDIR/report.md: costs, delays, curves, "
+                       "confusion matrix, raster")
+    p.add_argument("model", metavar="RUNDIR", help="run folder; report.md and report/ go there")
     p.add_argument("--data", metavar="DIR", help="data folder if it moved since training")
     p.add_argument("--samples", type=int, default=100,
-                   help="test samples to stream for the cost table (default: 100)")
-    p.add_argument("--checkpoint", default="best.safetensors")
+                   help="test samples to stream for the cost table and the confusion matrix "
+                        "(default: 100)")
+    p.add_argument("--checkpoint", default="best.safetensors",
+                   help="checkpoint inside RUNDIR (default: best.safetensors)")
     p.set_defaults(handler=run_report)
 
 

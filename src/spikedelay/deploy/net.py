@@ -26,8 +26,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from spikedelay.errors import CheckpointError
-
 NeuronKind = Literal["lif", "li"]
 
 
@@ -169,27 +167,17 @@ def _layer(delay, scale: np.ndarray, shift: np.ndarray, neuron: NeuronKind, tau:
 def load_run_model(run_dir: str | Path, checkpoint: str = "best.safetensors"):
     """``(model, state)``: the DelaySNN of a run folder (eval mode) and its checkpoint dict.
 
-    ``run_dir`` may also be a checkpoint file itself.
+    ``run_dir`` may also be a checkpoint file itself. The data folder is not needed (a run
+    whose data moved must still load).
     """
-    from spikedelay.config import config_from_dict
-    from spikedelay.model import DelaySNN
-    from spikedelay.train.checkpoint import load_checkpoint
+    from spikedelay.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
 
     path = Path(run_dir)
     if path.is_dir():
         path = path / checkpoint
     state = load_checkpoint(path)
-    try:
-        # the model does not need the data: a run whose data folder moved must still load
-        raw = {k: dict(v) if isinstance(v, dict) else v for k, v in state["config"].items()}
-        raw.get("data", {})["root"] = None
-        cfg = config_from_dict(raw)
-        model = DelaySNN(cfg.model)
-        model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError, ValueError) as err:
-        raise CheckpointError(f"{path}: cannot rebuild the model from it: {err}") from None
-    model.eval()
-    return model, state
+    cfg = checkpoint_config(state, path, check_data=False)
+    return model_from_checkpoint(state, path, cfg), state
 
 
 def from_run(run_dir: str | Path, checkpoint: str = "best.safetensors") -> DeployedNet:

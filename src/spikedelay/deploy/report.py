@@ -133,6 +133,29 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
+def confusion_matrix(labels: np.ndarray, preds: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n_classes, n_classes) int64 counts, ``[label, prediction]``."""
+    out = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(out, (np.asarray(labels, np.int64), np.asarray(preds, np.int64)), 1)
+    return out
+
+
+def confusion_lines(labels: np.ndarray, preds: np.ndarray, class_names: list[str]) -> list[str]:
+    """The report's confusion-matrix section (rows: label, columns: prediction)."""
+    counts = confusion_matrix(labels, preds, len(class_names))
+    head = "| label \\ prediction | " + " | ".join(f"{k}" for k in range(len(class_names)))
+    lines = ["## Confusion matrix (streamed test samples)", "",
+             "Rows are the true class, columns the predicted class (by index; names in the "
+             "first column); the last column is the class's recall.", "",
+             head + " | recall |", "|---" * (len(class_names) + 2) + "|"]
+    for k, name in enumerate(class_names):
+        row = counts[k]
+        recall = f"{100 * row[k] / row.sum():.0f} %" if row.sum() else "–"
+        lines.append(f"| {k} {name} | " + " | ".join(str(int(c)) if c else "·" for c in row)
+                     + f" | {recall} |")
+    return [*lines, ""]
+
+
 def write_report(run_dir: str | Path, *, data_root: str | None = None, samples: int = 100,
                  checkpoint: str = "best.safetensors") -> Path:
     """Write ``RUNDIR/report.md`` and its PNGs (``RUNDIR/report/``); returns the .md path.
@@ -143,7 +166,7 @@ def write_report(run_dir: str | Path, *, data_root: str | None = None, samples: 
     import matplotlib
 
     matplotlib.use("Agg")
-    from spikedelay.config import config_from_dict
+    from spikedelay.checkpoint import checkpoint_config
 
     run_dir = Path(run_dir)
     model, state = load_run_model(run_dir, checkpoint)
@@ -151,11 +174,10 @@ def write_report(run_dir: str | Path, *, data_root: str | None = None, samples: 
                      class_names=[str(c) for c in state.get("class_names") or []])
     fig_dir = run_dir / "report"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in state["config"].items()}
-    saved_root = raw.get("data", {}).get("root")
-    raw["data"]["root"] = None
-    cfg = config_from_dict(raw)  # validated without the data folder, which may have moved
-    cfg.data.root = data_root if data_root is not None else saved_root
+    # validated without the data folder, which may have moved (checked when the data loads)
+    cfg = checkpoint_config(state, run_dir / checkpoint, check_data=False)
+    if data_root is not None:
+        cfg.data.root = data_root
     lines = [f"# Report: `{run_dir.name}`", ""]
     final = {}
     if (run_dir / "metrics.json").is_file():
@@ -214,6 +236,8 @@ def write_report(run_dir: str | Path, *, data_root: str | None = None, samples: 
                   f"than the dense convolution and {tot[2] / max(tot[0], 1):.1f}× fewer than a "
                   "dense one-tap product (SOPs are additions; MACs multiply-adds). Rates are "
                   "spikes per neuron per step over each layer's valid steps.", ""]
+        lines += confusion_lines(labels, preds, net.class_names or
+                                 [str(k) for k in range(net.n_classes)])
         import torch
 
         with torch.no_grad():

@@ -32,12 +32,13 @@ function :func:`stream_step` returns it for chaining. ``state.copy()`` takes a s
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numba
 import numpy as np
 
-from spikedelay.deploy.net import DeployedNet
+if TYPE_CHECKING:  # types only: net.py imports this module (DeployedNet.stream, .predict)
+    from spikedelay.deploy.net import DeployedNet
 
 
 class StreamProgram(NamedTuple):
@@ -321,7 +322,7 @@ class Stream:
 
     def __init__(self, net: DeployedNet | StreamProgram, n_streams: int = 1) -> None:
         self.prog = net if isinstance(net, StreamProgram) else compile_program(net)
-        self.net = net if isinstance(net, DeployedNet) else None
+        self.net = None if isinstance(net, StreamProgram) else net
         self.n_streams = int(n_streams)
         self.state = initial_state(self.prog, self.n_streams)
         self._flush_steps = int(self.prog.ints[-1, 6])

@@ -1,4 +1,4 @@
-"""Fused masked batch normalisation over (batch, time) with a closed-form backward (CPU, numba).
+"""Fused masked batch normalisation over (batch, time) with a closed-form backward.
 
 Same maths as :meth:`spikedelay.neurons.MaskedBatchNorm1d._masked_train_forward`: statistics over
 the valid steps only (``n`` of them), every step normalised with them::
@@ -10,26 +10,19 @@ Backward, with sums over *all* steps (padded outputs depend on μ and σ² too):
     ∂L/∂β = Σ g,   ∂L/∂γ = Σ g x̂,
     ∂L/∂x = γ/√(σ² + ε) · (g - [valid] · (Σ g + x̂ Σ g x̂) / n)
 
-Autograd through the plain version runs ~10 passes over (B, T, C) forward and ~20 backward; here
-three forward and two backward, parallel over the batch with per-sample partial sums
-(accumulated in float64).
+Autograd through the plain version runs ~10 passes over (B, T, C) forward and ~20 backward; the
+numba kernels (CPU, ``_batchnorm_numba``) make three forward and two backward, parallel over the
+batch with per-sample partial sums accumulated in float64; the Triton kernels (CUDA,
+``_batchnorm_triton``) do the same with per-block partial sums; ``_batchnorm_torch`` is the
+reference in torch ops. :mod:`spikedelay.ops.dispatch` picks one.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from spikedelay.ops._interop import as_numpy as _np
-from spikedelay.ops._interop import scalar_like as _scalar
-
-
-def _kernels():
-    """The compiled kernels' module (numba is imported on first use, not with spikedelay)."""
-    from spikedelay.ops import _batchnorm_kernels
-
-    return _batchnorm_kernels
+from spikedelay.ops import dispatch
 
 
 class _MaskedBatchNorm(torch.autograd.Function):
@@ -37,12 +30,8 @@ class _MaskedBatchNorm(torch.autograd.Function):
     def forward(ctx, x, mask, weight, bias, eps):
         x = x.contiguous()
         mask_u8 = mask.contiguous().to(torch.uint8)
-        y = torch.empty_like(x)
-        mean = x.new_empty(x.shape[2])
-        var = x.new_empty(x.shape[2])
-        _kernels().forward(
-            _np(x), _np(mask_u8), _np(weight), _np(bias), float(eps), _np(y), _np(mean), _np(var)
-        )
+        ctx.impl = dispatch.select("batchnorm", x)
+        y, mean, var = ctx.impl.masked_bn_forward(x, mask_u8, weight, bias, eps)
         ctx.save_for_backward(x, mask_u8, weight, mean, var)
         ctx.eps = float(eps)
         ctx.mark_non_differentiable(mean, var)
@@ -51,14 +40,8 @@ class _MaskedBatchNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad, _grad_mean, _grad_var):
         x, mask_u8, weight, mean, var = ctx.saved_tensors
-        grad = grad.contiguous()
-        grad_x = torch.empty_like(x)
-        grad_w = torch.empty_like(weight)
-        grad_b = torch.empty_like(weight)
-        _kernels().backward(
-            _np(grad), _np(x), _np(mask_u8), _np(weight), _np(mean), _np(var), ctx.eps,
-            _np(grad_x), _np(grad_w), _np(grad_b),
-        )
+        grad_x, grad_w, grad_b = ctx.impl.masked_bn_backward(
+            grad.contiguous(), x, mask_u8, weight, mean, var, ctx.eps)
         return grad_x, None, grad_w, grad_b, None
 
 
@@ -69,16 +52,9 @@ class _BatchNormLIF(torch.autograd.Function):
     def forward(ctx, x, mask, weight, bias, eps, tau, threshold, alpha):
         x = x.contiguous()
         mask_u8 = mask.contiguous().to(torch.uint8)
-        k = _kernels()
-        mean_np, var_np, n = k.stats(_np(x), _np(mask_u8))
-        with np.errstate(over="ignore"):  # a diverging run gives inf; the NaN guard reports it
-            var_np = var_np.astype(mean_np.dtype)
-        mean, var = torch.from_numpy(mean_np), torch.from_numpy(var_np)
-        rstd = torch.rsqrt(var.double() + eps).to(x.dtype)
-        scale = weight.detach() * rstd
-        spikes = torch.empty_like(x)
-        k.bn_lif_forward(_np(x), _np(scale), mean_np, _np(bias), _scalar(tau, x),
-                            _scalar(threshold, x), _np(spikes))
+        ctx.impl = dispatch.select("batchnorm", x)
+        spikes, mean, var, rstd, n = ctx.impl.bn_lif_forward(
+            x, mask_u8, weight.detach(), bias.detach(), eps, tau, threshold)
         ctx.save_for_backward(x, mask_u8, weight, bias, mean, rstd)
         ctx.constants = (tau, threshold, alpha, n)
         ctx.mark_non_differentiable(mean, var)
@@ -88,15 +64,8 @@ class _BatchNormLIF(torch.autograd.Function):
     def backward(ctx, grad_s, _grad_mean, _grad_var):
         x, mask_u8, weight, bias, mean, rstd = ctx.saved_tensors
         tau, threshold, alpha, n = ctx.constants
-        grad_s = grad_s.contiguous()
-        grad_x = torch.empty_like(x)
-        grad_w = torch.empty_like(weight)
-        grad_b = torch.empty_like(weight)
-        _kernels().bn_lif_backward(
-            _np(grad_s), _np(x), _np(mask_u8), _np(weight), _np(mean), _np(rstd), _np(bias),
-            _scalar(tau, x), _scalar(threshold, x), float(alpha), float(n), _np(grad_x),
-            _np(grad_w), _np(grad_b),
-        )
+        grad_x, grad_w, grad_b = ctx.impl.bn_lif_backward(
+            grad_s.contiguous(), x, mask_u8, weight, bias, mean, rstd, tau, threshold, alpha, n)
         return grad_x, None, grad_w, grad_b, None, None, None, None
 
 
@@ -113,10 +82,8 @@ def fused_batch_norm_lif(
     (``var`` biased; no gradient through ``mean``/``var``).
 
     Shapes: x (B, T, C), mask (B, T) bool, weight and bias (C,) → spikes (B, T, C), (C,), (C,).
-    CPU float32/float64; at least one valid step.
+    Any backend of :mod:`spikedelay.ops.dispatch`; at least one valid step.
     """
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
-        raise ValueError("fused_batch_norm_lif runs on CPU float32/float64 tensors")
     return _BatchNormLIF.apply(x, mask, weight.to(x.dtype), bias.to(x.dtype), float(eps),
                                float(tau), float(threshold), float(alpha))
 
@@ -128,10 +95,8 @@ def fused_masked_batch_norm(
 
     ``var`` is the biased variance (what normalises); ``mean`` and ``var`` carry no gradient
     (for the running estimates). Shapes: x (B, T, C), mask (B, T) bool, weight and bias (C,)
-    → y (B, T, C), mean (C,), var (C,). CPU float32/float64; at least one valid step.
+    → y (B, T, C), mean (C,), var (C,). Any backend; at least one valid step.
     """
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
-        raise ValueError("fused_masked_batch_norm runs on CPU float32/float64 tensors")
     return _MaskedBatchNorm.apply(x, mask, weight.to(x.dtype), bias.to(x.dtype), eps)
 
 

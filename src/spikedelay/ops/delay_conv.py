@@ -24,10 +24,14 @@ large BLAS call, its length needs no nice factors, and it stays small next to th
 products (``2N·T`` against ``1.5·N·out`` per sample and input feature). (torch's FFT measured no
 faster here for these lengths.)
 
-Two refinements, same numbers: on CPU, a mostly-zero input (spike trains) is transformed from a
-list of its events, one DFT column added per event (numba), instead of ``D @ x``; and the
-inverse (``E @ P``, and its adjoints in the backward) runs as one small matmul per sample,
-which writes the (B, T', out) layout directly.
+Two layouts, same numbers, chosen by :mod:`spikedelay.ops.dispatch` (op ``"delay_conv"``):
+
+* CPU (numba backend, ``_delay_conv_numba``): a mostly-zero input (spike trains) is transformed
+  from a list of its events, one DFT column added per event, instead of ``D @ x``; the spectrum
+  is processed in cache-sized chunks of rows; the inverse (``E @ P``, and its adjoints in the
+  backward) runs as one small matmul per sample, which writes the (B, T', out) layout directly.
+* device (torch backend, ``_delay_conv_torch``; what CUDA runs): the whole spectrum at once,
+  each transform one wide GEMM, DFT lengths padded to a multiple of :data:`GEMM_ALIGN`.
 
 Numerics: exact up to float rounding (≈1e-6 relative to the largest output for float32 at these
 lengths). Tests compare against ``conv1d`` and a naive loop, forward and gradients.
@@ -42,6 +46,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from spikedelay.ops import dispatch
+
+GEMM_ALIGN = 8  # the wide layout pads DFT lengths to a multiple of this (aligned GEMM shapes)
 
 @lru_cache(maxsize=64)
 def _dft_matrices(
@@ -56,27 +63,29 @@ def _dft_matrices(
     ``P0 = Re X Re H``, ``P1 = Im X Im H``, ``P2 = (Re X + Im X)(Re H + Im H)`` straight to time
     steps ``shift … shift + T' - 1`` of the circular convolution: ``Re Y = P0 - P1`` and
     ``Im Y = P2 - P0 - P1`` folded into the ``irfft`` formula (weight 1 for the DC and Nyquist
-    terms, 2 for the others, over ``n``). Small constants, cached per shape.
+    terms, 2 for the others, over ``n``). Small constants, built in float64 on ``device`` (no
+    host-to-device copy) and cached per shape and device.
     """
     n_freq = n // 2 + 1
-    f = torch.arange(n_freq, dtype=torch.float64)
+    f64 = {"dtype": torch.float64, "device": device}
+    f = torch.arange(n_freq, **f64)
 
     def forward_rows(steps: Tensor) -> Tensor:
         angle = 2 * math.pi * torch.outer(f, steps) / n  # (F, count)
         re, im = torch.cos(angle), -torch.sin(angle)
         return torch.cat([re, im, re + im], dim=0)
 
-    t = torch.arange(shift, shift + t_out, dtype=torch.float64)
+    t = torch.arange(shift, shift + t_out, **f64)
     angle = 2 * math.pi * torch.outer(t, f) / n  # (T', F)
-    weight = torch.full((n_freq,), 2.0, dtype=torch.float64)
+    weight = torch.full((n_freq,), 2.0, **f64)
     weight[0] = 1.0
     if n % 2 == 0:
         weight[-1] = 1.0
     e_re, e_im = torch.cos(angle) * weight / n, -torch.sin(angle) * weight / n
     inverse = torch.cat([e_re - e_im, -e_re - e_im, e_im], dim=1)
-    d_x = forward_rows(torch.arange(length, dtype=torch.float64))
-    d_k = forward_rows(torch.arange(taps - 1, -1, -1, dtype=torch.float64))  # flipped kernel
-    return tuple(m.to(device=device, dtype=dtype).contiguous() for m in (d_x, d_k, inverse))
+    d_x = forward_rows(torch.arange(length, **f64))
+    d_k = forward_rows(torch.arange(taps - 1, -1, -1, **f64))  # flipped kernel
+    return tuple(m.to(dtype=dtype).contiguous() for m in (d_x, d_k, inverse))
 
 
 def fft_size(length: int, max_delay: int, left: int, right: int) -> int:
@@ -101,114 +110,30 @@ def _row_chunk(rows: int, batch: int, n_in: int, n_out: int) -> int:
     return max(1, min(rows, max(MIN_CHUNK_ROWS, budget)))
 
 
-SPARSE_MAX_DENSITY = 0.2  # from here on the dense matmul transform of x is as fast (measured)
-
-_SPARSE_KERNELS: dict[str, object] = {}
-
-
-def _sparse_kernels() -> dict[str, object] | None:
-    """numba kernels for the sparse input transform, ``None`` without numba.
-
-    Why: the spectrum of a spike train is a sum of DFT columns, one per spike. Hidden layers see
-    ~10 % non-zero entries, so adding one column per spike does ~1/10 of the dense matmul's
-    work, and it reads ``x`` in its own (B, T, in) layout instead of a time-major copy. The
-    non-zeros are listed once per forward pass (``events``) and reused by every spectrum chunk
-    and by the backward pass.
-    """
-    if _SPARSE_KERNELS:
-        return _SPARSE_KERNELS
-    try:
-        import numba
-        import numpy as np
-    except ImportError:  # pragma: no cover - numba is a dependency
-        return None
-
-    @numba.njit(parallel=True, cache=True)
-    def events(x, counts, limit):  # pragma: no cover - compiled
-        # counts[b + 1] = non-zeros of sample b; then (ptr, flat index t·in + i, value) per event,
-        # unless there are more than ``limit`` (then the last item is False and nothing is listed)
-        batch, steps, n_in = x.shape
-        for b in numba.prange(batch):
-            n = 0
-            for t in range(steps):
-                for i in range(n_in):
-                    if x[b, t, i] != 0:
-                        n += 1
-            counts[b + 1] = n
-        ptr = np.cumsum(counts)
-        if ptr[-1] > limit:
-            return ptr, np.empty(0, dtype=np.int32), np.empty(0, dtype=x.dtype), False
-        index = np.empty(ptr[-1], dtype=np.int32)
-        value = np.empty(ptr[-1], dtype=x.dtype)
-        for b in numba.prange(batch):
-            n = ptr[b]
-            for t in range(steps):
-                for i in range(n_in):
-                    v = x[b, t, i]
-                    if v != 0:
-                        index[n] = t * n_in + i
-                        value[n] = v
-                        n += 1
-        return ptr, index, value, True
-
-    @numba.njit(parallel=True, cache=True)
-    def transform(ptr, index, value, n_in, d_t, out):  # pragma: no cover - compiled
-        # out[r, b, i] = Σ_t d_t[t, r] · x[b, t, i], from the event list of x
-        batch = ptr.shape[0] - 1
-        rows = d_t.shape[1]
-        for b in numba.prange(batch):
-            local = np.zeros((n_in, rows), dtype=out.dtype)
-            for e in range(ptr[b], ptr[b + 1]):
-                t = index[e] // n_in
-                i = index[e] - t * n_in
-                v = value[e]
-                for r in range(rows):  # contiguous: one vector multiply-add per event
-                    local[i, r] += v * d_t[t, r]
-            for r in range(rows):
-                for i in range(n_in):
-                    out[r, b, i] = local[i, r]
-
-    _SPARSE_KERNELS.update(events=events, transform=transform)
-    return _SPARSE_KERNELS
-
-
-def _sparse_events(x: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
-    """The non-zeros of a mostly-zero CPU input as ``(ptr, index, value)``, else ``None``.
-
-    ``None`` (use the dense matmul transform) for dense inputs (more than ``SPARSE_MAX_DENSITY``
-    non-zeros), other devices or dtypes, or without numba.
-    """
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or x.numel() == 0:
-        return None
-    kernels = _sparse_kernels()
-    if kernels is None:
-        return None
-    import numpy as np
-
-    counts = np.zeros(x.shape[0] + 1, dtype=np.int64)
-    limit = int(SPARSE_MAX_DENSITY * x.numel())  # counted in the same parallel pass
-    ptr, index, value, sparse = kernels["events"](x.detach().contiguous().numpy(), counts, limit)
-    if not sparse:
-        return None
-    return torch.from_numpy(ptr), torch.from_numpy(index), torch.from_numpy(value)
-
-
 def _input_spectrum(
-    x: Tensor, events: tuple[Tensor, ...] | None, d_rows: Tensor, batch: int, n_in: int
+    impl, x: Tensor, events: tuple[Tensor, ...] | None, d_rows: Tensor, batch: int, n_in: int
 ) -> Tensor:
     """Rows ``d_rows`` (r, T) of the DFT of every input series, as (r, B, in).
 
-    From the event list of a sparse input, or with one matmul from ``x``, the time-major
-    (T, B·in) copy of a dense input (``events=None``).
+    From the event list of a sparse input (the backend's ``sparse_spectrum``), or with one
+    matmul from ``x``, the time-major (T, B·in) copy of a dense input (``events=None``).
     """
-    rows = d_rows.shape[0]
     if events is None:
-        return (d_rows @ x).view(rows, batch, n_in)
-    out = d_rows.new_empty(rows, batch, n_in)
-    ptr, index, value = (e.numpy() for e in events)
-    _sparse_kernels()["transform"](ptr, index, value, n_in, d_rows.T.contiguous().numpy(),
-                                   out.numpy())
-    return out
+        return (d_rows @ x).view(d_rows.shape[0], batch, n_in)
+    return impl.sparse_spectrum(events, d_rows, batch, n_in)
+
+
+def _inverse(inv: Tensor, prod: Tensor, out: Tensor | None, wide: bool) -> Tensor:
+    """Combination + inverse DFT of the products ``prod`` (r, B, out), accumulated into ``out``.
+
+    Wide layout: one ``(T', r) @ (r, B·out)`` matmul into a time-major (T', B·out) buffer.
+    CPU layout: one small matmul per sample, which writes y in its (B, T', out) layout (no
+    transposing copy; ~2.5x faster on CPU than the wide matmul).
+    """
+    if not wide:
+        return _per_sample(inv, prod, out)
+    flat = prod.reshape(prod.shape[0], -1)
+    return inv @ flat if out is None else out.addmm_(inv, flat)
 
 
 class _DftConv(torch.autograd.Function):
@@ -227,23 +152,28 @@ class _DftConv(torch.autograd.Function):
         n_out, _, taps = kernel.shape
         t_out = length + left + right - taps + 1
         shift = taps - 1 - left
+        impl = dispatch.select("delay_conv", x)
+        wide = impl.WIDE_LAYOUT
         n = fft_size(length, taps, left, right)
+        if wide:
+            n = -(-n // GEMM_ALIGN) * GEMM_ALIGN
         d_x, d_k, inv = _dft_matrices(n, length, taps, shift, t_out, x.device, x.dtype)
         rows = d_x.shape[0]
-        events = _sparse_events(x)  # spike trains: a list of events; else a time-major copy
+        events = impl.sparse_events(x)  # spike trains: a list of events; else time-major x
         x_in = x.new_empty(0) if events else x.transpose(0, 1).reshape(length, batch * n_in)
         k_tm = kernel.permute(2, 1, 0).reshape(taps, n_in * n_out)  # free if stored tap-major
         y = None
-        step = _row_chunk(rows, batch, n_in, n_out)
+        step = rows if wide else _row_chunk(rows, batch, n_in, n_out)
         for r0 in range(0, rows, step):
             r1 = min(rows, r0 + step)
-            xf = _input_spectrum(x_in, events, d_x[r0:r1], batch, n_in)
+            xf = _input_spectrum(impl, x_in, events, d_x[r0:r1], batch, n_in)
             hf = (d_k[r0:r1] @ k_tm).view(r1 - r0, n_in, n_out)
             prod = torch.bmm(xf, hf)  # the real products, (r, B, out)
-            # combination + inverse DFT, accumulated: one small matmul per sample writes y in
-            # its (B, T', out) layout (no transposing copy; ~2.5x faster than one wide matmul)
-            y = _per_sample(inv[:, r0:r1], prod, y)
+            y = _inverse(inv[:, r0:r1], prod, y, wide)
+        if wide:
+            y = y.view(t_out, batch, n_out).transpose(0, 1).contiguous()
         ctx.save_for_backward(x_in, kernel, *(events or ()))
+        ctx.impl = impl
         ctx.geometry = (n, shift, t_out, step, batch, length, n_in)
         return y
 
@@ -256,21 +186,29 @@ class _DftConv(torch.autograd.Function):
         d_x, d_k, inv = _dft_matrices(n, length, taps, shift, t_out, kernel.device, kernel.dtype)
         rows = d_x.shape[0]
         k_tm = kernel.permute(2, 1, 0).reshape(taps, n_in * n_out)
+        impl = ctx.impl
+        wide = impl.WIDE_LAYOUT
         grad_y = grad_y.contiguous()
+        if wide:
+            grad_y_tm = grad_y.transpose(0, 1).reshape(t_out, batch * n_out)
         grad_x = None
         grad_k_tm = kernel.new_zeros(taps, n_in * n_out) if need_k else None
         for r0 in range(0, rows, step):
             r1 = min(rows, r0 + step)
-            # the adjoint of the inverse DFT, per sample: (B, r, out), read as (r, B, out)
-            grad_prod = _per_sample(inv[:, r0:r1].T, grad_y.transpose(0, 1)).transpose(0, 1)
+            if wide:  # the adjoint of the inverse DFT: one matmul, (r, B·out)
+                grad_prod = (inv[:, r0:r1].T @ grad_y_tm).view(r1 - r0, batch, n_out)
+            else:  # per sample: (B, r, out), read as (r, B, out)
+                grad_prod = _per_sample(inv[:, r0:r1].T, grad_y.transpose(0, 1)).transpose(0, 1)
             if need_k:
-                xf = _input_spectrum(x_in, events or None, d_x[r0:r1], batch, n_in)
+                xf = _input_spectrum(impl, x_in, events or None, d_x[r0:r1], batch, n_in)
                 grad_hf = torch.bmm(xf.transpose(1, 2), grad_prod)
                 grad_k_tm.addmm_(d_k[r0:r1].T, grad_hf.view(r1 - r0, n_in * n_out))
             if need_x:
                 hf = (d_k[r0:r1] @ k_tm).view(r1 - r0, n_in, n_out)
                 grad_xf = torch.bmm(grad_prod, hf.transpose(1, 2))  # (r, B, in)
-                grad_x = _per_sample(d_x[r0:r1].T, grad_xf, grad_x)
+                grad_x = _inverse(d_x[r0:r1].T, grad_xf, grad_x, wide)
+        if wide and grad_x is not None:
+            grad_x = grad_x.view(length, batch, n_in).transpose(0, 1).contiguous()
         grad_k = None
         if need_k:
             grad_k = grad_k_tm.view(taps, n_in, n_out).permute(2, 1, 0)  # stored tap-major

@@ -7,16 +7,17 @@ over the ``K`` taps centred on ``c = p + K//2``, scaled by the weight::
 
 Autograd through the plain version keeps ~6 tensors of (out, in, kc, K) and runs ~25 passes over
 them per step. Here the forward writes the kernel once (a block of taps per input feature, so
-the tap-major writes are contiguous), the taps of a bump come from a recurrence (4 exps per
-synapse instead of K, see ``bump``), and the backward recomputes ``g`` per synapse and
-accumulates (``δ_k`` the incoming gradient)::
+the tap-major writes are contiguous; the numba kernels (CPU) get the taps of a bump from a
+recurrence, 4 exps per synapse instead of K, see ``_gaussian_numba.bump``; the Triton kernels
+(CUDA) evaluate each tap), and the backward recomputes ``g`` per synapse and accumulates
+(``δ_k`` the incoming gradient)::
 
     ∂L/∂w = A / G,   ∂L/∂p = w/σ² · (Σ_k δ_k g_k (k - c) / G - A · Σ_k g_k (k - c) / G²),
     A = Σ_k δ_k g_k
 
 The kernel is stored tap-major, (K, in, out), and returned as the (out, in, K) view the callers
 expect, so that the DFT convolution reads it as a (K, in·out) matrix without a copy.
-CPU only (numba); σ is a constant here (the plain version also differentiates σ).
+σ is a constant here (the plain version also differentiates σ).
 """
 
 from __future__ import annotations
@@ -24,15 +25,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from spikedelay.ops._interop import as_numpy as _np
-from spikedelay.ops._interop import scalar_like as _scalar
+from spikedelay.ops import dispatch
 
-
-def _kernels():
-    """The compiled kernels' module (numba is imported on first use, not with spikedelay)."""
-    from spikedelay.ops import _gaussian_kernels
-
-    return _gaussian_kernels
+NORM_EPS = 1e-7  # dcls' epsilon in the normalisation of the Gaussian
 
 
 class _GaussianKernel(torch.autograd.Function):
@@ -40,22 +35,18 @@ class _GaussianKernel(torch.autograd.Function):
     def forward(ctx, weight: Tensor, position: Tensor, sigma_eff: float, taps: int) -> Tensor:
         weight = weight.contiguous()
         position = position.contiguous()
-        out = weight.new_empty(taps, weight.shape[1], weight.shape[0])
-        s = _scalar(sigma_eff, weight)
-        _kernels().forward(_np(weight), _np(position), s, taps, _np(out))
+        ctx.impl = dispatch.select("gaussian", weight)
+        out = ctx.impl.gaussian_forward(weight, position, sigma_eff, taps, NORM_EPS)
         ctx.save_for_backward(weight, position)
-        ctx.sigma = s
+        ctx.sigma = sigma_eff
         return out.permute(2, 1, 0)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         weight, position = ctx.saved_tensors
         grad_tm = grad.permute(2, 1, 0).contiguous()  # free when grad is stored tap-major
-        grad_w = torch.empty_like(weight)
-        grad_p = torch.empty_like(position)
-        _kernels().backward(
-            _np(weight), _np(position), ctx.sigma, _np(grad_tm), _np(grad_w), _np(grad_p)
-        )
+        grad_w, grad_p = ctx.impl.gaussian_backward(weight, position, ctx.sigma, grad_tm,
+                                                     NORM_EPS)
         return grad_w, grad_p, None, None
 
 
@@ -65,11 +56,9 @@ def fused_gaussian_kernel(
     """Dense kernel (out, in, K) — a view of (K, in, out) memory — from weights and positions.
 
     Shapes: weight (out, in, kc), position (out, in, kc) → (out, in, K). ``sigma_eff`` is the
-    effective width ``|σ| + 0.27``. Differentiable in ``weight`` and ``position``; CPU tensors
-    of float32/float64 only.
+    effective width ``|σ| + 0.27``. Differentiable in ``weight`` and ``position``; any backend
+    of :mod:`spikedelay.ops.dispatch`.
     """
-    if weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.float64):
-        raise ValueError("fused_gaussian_kernel runs on CPU float32/float64 tensors")
     if weight.shape != position.shape or weight.dim() != 3:
         raise ValueError(
             f"weight and position must both be (out, in, kc), got {tuple(weight.shape)} and "

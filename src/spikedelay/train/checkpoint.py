@@ -1,112 +1,84 @@
-"""Crash-safe checkpoints that load without executing code.
+"""What a training checkpoint holds besides the model, and how a run starts from one.
 
-One file per checkpoint, ``*.safetensors``: every tensor (model, optimizer moments, RNG states)
-is a safetensors tensor; everything else (config, epoch, metrics, scheduler state, optimizer
-hyperparameters) is JSON in the safetensors header. Nothing is unpickled on load, so a checkpoint
-someone sent cannot run code. Writes go to a temporary file in the same folder, are fsync'ed and
-then renamed over the target, so a kill at any moment leaves either the old or the new file.
-The header also holds a SHA-256 of the JSON state and every tensor's bytes, so a file damaged
-after it was written (a flipped bit, a bad copy) is refused with a clear error instead of
-loading wrong numbers.
+The file format (and rebuilding a model from a file) is :mod:`spikedelay.checkpoint`, shared
+with evaluation and deployment. This module is the training side: the contents of
+``last.safetensors`` (weights, optimizers and schedules, RNG, epoch, best-so-far), putting them
+back for an exact resume, and ``train.init_from`` (start from another run's weights).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save as st_save
 
-from spikedelay.atomic import atomic_write_bytes
+from spikedelay.checkpoint import load_checkpoint
 from spikedelay.errors import CheckpointError
+from spikedelay.train.distributed import World
+from spikedelay.train.rng import restore_rng
+from spikedelay.train.setup import Optimizers
 
-FORMAT = "spikedelay-checkpoint/1"
-
-
-def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
-    """Move tensors out of a nested structure; return a JSON-able skeleton with references."""
-    if isinstance(obj, torch.Tensor):
-        key = prefix
-        tensors[key] = obj.detach().to("cpu").contiguous().clone()
-        return {"__tensor__": key}
-    if isinstance(obj, dict):
-        return {
-            "__dict__": [
-                [_flatten(k, f"{prefix}.k{i}", tensors), _flatten(v, f"{prefix}.{i}", tensors)]
-                for i, (k, v) in enumerate(obj.items())
-            ]
-        }
-    if isinstance(obj, (list, tuple)):
-        items = [_flatten(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
-        return {"__tuple__": items} if isinstance(obj, tuple) else items
-    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
-        return {"__float__": repr(obj)}
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    raise TypeError(f"cannot store {type(obj).__name__} at {prefix} in a checkpoint")
+Reporter = Callable[[str], None]
 
 
-def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    if isinstance(obj, dict):
-        if "__tensor__" in obj:
-            return tensors[obj["__tensor__"]]
-        if "__dict__" in obj:
-            return {_unflatten(k, tensors): _unflatten(v, tensors) for k, v in obj["__dict__"]}
-        if "__tuple__" in obj:
-            return tuple(_unflatten(v, tensors) for v in obj["__tuple__"])
-        if "__float__" in obj:
-            return float(obj["__float__"])
-    if isinstance(obj, list):
-        return [_unflatten(v, tensors) for v in obj]
-    return obj
+def training_state(common: dict[str, Any], model: torch.nn.Module, optim: Optimizers,
+                   rng: dict[str, Any], epoch: int, best: dict[str, Any]) -> dict[str, Any]:
+    """The contents of ``last.safetensors`` after ``epoch`` (1-based) epochs."""
+    return {**common, "model": model.state_dict(), "optimizers": optim.state_dict(),
+            "rng": rng, "epoch": epoch, "best": best}
 
 
-def _digest(state_json: str, tensors: dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha256(state_json.encode())
-    for key in sorted(tensors):
-        t = tensors[key]
-        h.update(f"\0{key}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
-        if t.numel():
-            h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+def resume_error(path: Path, why: object) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: cannot resume from it: {why}. Nothing was changed; to start this run over, "
+        f"move {path.name} away (or pick another --out)."
+    )
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Atomically write a nested dict of tensors and JSON-able values (see module docstring)."""
-    tensors: dict[str, torch.Tensor] = {}
-    skeleton = json.dumps(_flatten(state, "s", tensors))
-    header = {"format": FORMAT, "state": skeleton, "sha256": _digest(skeleton, tensors)}
-    atomic_write_bytes(Path(path), st_save(tensors, metadata=header))
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`; any damage is a CheckpointError."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+def read_training_state(path: Path) -> dict[str, Any]:
+    """``last.safetensors`` read for a resume; damage is a :func:`resume_error`."""
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as fh:
-            meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    except Exception as err:  # safetensors raises several types for damaged files
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint (truncated or corrupt): {err}"
-        ) from None
-    if meta.get("format") != FORMAT:
-        found = meta.get("format")
-        raise CheckpointError(f"{path}: not a spikedelay checkpoint (format {found!r})")
-    if "state" not in meta or "sha256" not in meta:
-        raise CheckpointError(f"{path}: checkpoint header is damaged (missing fields)")
-    if _digest(meta["state"], tensors) != meta["sha256"]:
-        raise CheckpointError(
-            f"{path}: checkpoint is corrupt (its content does not match the SHA-256 recorded "
-            "when it was written)"
-        )
+        return load_checkpoint(path)
+    except CheckpointError as err:
+        raise resume_error(path, str(err).removeprefix(f"{path}: ")) from None
+
+
+def restore_training_state(state: dict[str, Any], path: Path, model: torch.nn.Module,
+                           optim: Optimizers, generator: torch.Generator, world: World | None,
+                           device: torch.device, log: Reporter) -> tuple[int, dict[str, Any]]:
+    """Load ``state`` into the run's objects; returns ``(epochs done, best-so-far record)``."""
     try:
-        return _unflatten(json.loads(meta["state"]), tensors)
-    except (KeyError, ValueError, TypeError) as err:
-        raise CheckpointError(f"{path}: checkpoint header is damaged: {err}") from None
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optimizers"])
+        restore_rng(state["rng"], generator, world, device, log)
+        return int(state["epoch"]), dict(state["best"])
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as err:
+        raise resume_error(path, f"{type(err).__name__}: {err}") from None
+
+
+def init_from_run(model: torch.nn.Module, source: str | Path) -> Path:
+    """Copy the weights of another run (its ``best.safetensors``, or a checkpoint file) into
+    ``model``; every tensor must exist with the same shape. Returns the file read."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        path = path / "best.safetensors"
+    if not path.exists():
+        raise CheckpointError(f"train.init_from = {str(source)!r}: {path} not found "
+                              "(give a run folder or a checkpoint file)")
+    state = load_checkpoint(path)
+    theirs = state.get("model")
+    if not isinstance(theirs, dict):
+        raise CheckpointError(f"{path}: holds no model weights")
+    ours = model.state_dict()
+    problems = [f"{k}: {tuple(theirs[k].shape)} there, {tuple(v.shape)} here"
+                for k, v in ours.items() if k in theirs and tuple(theirs[k].shape) != v.shape]
+    problems += [f"{k}: missing there" for k in ours if k not in theirs]
+    problems += [f"{k}: not in this model" for k in theirs if k not in ours]
+    if problems:
+        shown = problems[:8] + ([f"... and {len(problems) - 8} more"] if len(problems) > 8 else [])
+        raise CheckpointError(f"--init-from {path}: its weights do not fit this model "
+                              "(another architecture?):\n  " + "\n  ".join(shown))
+    model.load_state_dict(theirs)
+    return path

@@ -2,7 +2,7 @@
 
 Layout of a study folder::
 
-    OUT/runs/<variant>-s<seed>/  one ordinary run folder each (see :mod:`spikedelay.train.run`)
+    OUT/runs/<variant>-s<seed>/  one ordinary run folder each (:mod:`spikedelay.train.run_folder`)
     OUT/results.json             every run, and mean ± std per variant
     OUT/results.md               the table, the exact command, the protocol, the figures
     OUT/figures/*.png            validation curves, delay histograms, σ, changed delays
@@ -34,9 +34,9 @@ from typing import Any
 import torch
 
 from spikedelay.atomic import atomic_write_bytes
+from spikedelay.checkpoint import load_checkpoint
 from spikedelay.config import RunConfig, load_config
 from spikedelay.errors import ConfigError
-from spikedelay.train.checkpoint import load_checkpoint
 from spikedelay.train.run import train_run
 from spikedelay.train.setup import protocol_label
 

@@ -9,9 +9,13 @@ contiguous share of each one, so the global batch is ``train.batch_size`` whatev
 of processes. Gradients are averaged by :class:`~torch.nn.parallel.DistributedDataParallel`;
 the loss of each process is its *sum* over its share divided by ``global_batch / world_size``,
 so after that average the gradient is the one of the mean over the global batch. BatchNorm
-statistics are made global through ``MaskedBatchNorm1d.stats_all_reduce`` (a differentiable
-all-reduce on a process group of its own, so it never interleaves with DDP's gradient buckets).
-Only rank 0 writes files or prints.
+statistics are made global through ``MaskedBatchNorm1d.stats_all_reduce``, a differentiable
+all-reduce on DDP's own process group (as ``nn.SyncBatchNorm`` does): no second communicator,
+whose collectives could interleave with DDP's gradient buckets in different orders on different
+ranks (a known NCCL deadlock). Every rank issues them in the same order — forward in layer
+order, backward in the reverse order autograd walks the same graph — between DDP's bucket
+all-reduces, which are queued on the same group in that same order. Only rank 0 writes files
+or prints.
 
 What is not identical to one process: dropout masks are drawn per process (same distribution,
 other samples), and floating-point sums are grouped differently (differences ~1e-7).
@@ -38,7 +42,7 @@ class World:
     size: int
     local_rank: int
     backend: str
-    stats_group: Any  # process group for BatchNorm statistics (separate from DDP's)
+    stats_group: Any = None  # process group of DDP and the BatchNorm statistics (None: default)
 
     @property
     def is_main(self) -> bool:
@@ -130,7 +134,7 @@ def init_world(device_name: str) -> tuple[World | None, torch.device | None]:
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     world = World(rank=dist.get_rank(), size=dist.get_world_size(), local_rank=local_rank,
-                  backend=backend, stats_group=dist.new_group(backend=backend))
+                  backend=backend)
     return world, device
 
 
@@ -152,5 +156,5 @@ def wrap_model(model: torch.nn.Module, world: World,
     # every rank: no need to broadcast them before each forward.
     return torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None,
-        broadcast_buffers=False,
+        broadcast_buffers=False, process_group=group,
     )

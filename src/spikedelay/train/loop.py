@@ -18,7 +18,7 @@ import torch
 
 from spikedelay.errors import TrainingDiverged
 from spikedelay.train.distributed import World
-from spikedelay.train.loss import summed_softmax, summed_softmax_loss
+from spikedelay.train.loss import summed_softmax_loss
 
 
 @dataclass
@@ -26,6 +26,7 @@ class EpochStats:
     loss: float
     accuracy: float
     samples: int
+    confusion: list[list[int]] | None = None  # [label][prediction] counts, if asked for
 
 
 def _grads_finite(params: list[torch.nn.Parameter]) -> torch.Tensor:
@@ -116,14 +117,15 @@ def train_epoch(
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, batches: Iterable, *, masked_loss: bool = True,
-             world: World | None = None) -> EpochStats:
+             world: World | None = None, n_classes: int | None = None) -> EpochStats:
     """Loss and accuracy of the integer-delay model (``model.eval()``: rounded positions).
 
     ``model`` is the plain module (not DDP); with ``world`` each process evaluates its share
-    of every batch and the sums are combined (the same numbers on every process).
+    of every batch and the sums are combined (the same numbers on every process). With
+    ``n_classes``, ``confusion[label][prediction]`` counts the samples as well.
     """
     model.eval()
-    loss_sum = correct = None
+    loss_sum = correct = counts = None
     seen = 0
     for batch in batches:
         x, lengths, labels = _my_share(batch, world)
@@ -132,20 +134,19 @@ def evaluate(model: torch.nn.Module, batches: Iterable, *, masked_loss: bool = T
         v_out, out_lengths = model(x, lengths if masked_loss else None)
         batch_loss, m = summed_softmax_loss(
             v_out, labels, out_lengths, masked=masked_loss, reduction="sum")
-        batch_correct = (m.argmax(-1) == labels).sum()
+        pred = m.argmax(-1)
+        batch_correct = (pred == labels).sum()
         loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
         correct = batch_correct if correct is None else correct + batch_correct
+        if n_classes is not None:
+            pairs = torch.bincount(labels * n_classes + pred, minlength=n_classes * n_classes)
+            counts = pairs if counts is None else counts + pairs
         seen += int(labels.shape[0])
-    return _epoch_stats(loss_sum, correct, seen, world)
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, batches: Iterable) -> tuple[torch.Tensor, torch.Tensor]:
-    """Time-summed softmax ``m`` (N, C) and labels (N,) of the integer-delay model."""
-    model.eval()
-    outs, labs = [], []
-    for x, lengths, labels in batches:
-        v_out, out_lengths = model(x, lengths)
-        outs.append(summed_softmax(v_out, out_lengths).cpu())
-        labs.append(labels.cpu())
-    return torch.cat(outs), torch.cat(labs)
+    stats = _epoch_stats(loss_sum, correct, seen, world)
+    if n_classes is not None:
+        if counts is None:
+            counts = torch.zeros(n_classes * n_classes, dtype=torch.int64)
+        if world is not None:
+            counts = world.sum(counts)
+        stats.confusion = counts.cpu().reshape(n_classes, n_classes).tolist()
+    return stats

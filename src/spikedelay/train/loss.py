@@ -12,17 +12,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
-def valid_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
-    """(B,) lengths → (B, T) bool, True on the first ``lengths[b]`` steps."""
-    return torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]
+from spikedelay.neurons import lengths_to_mask
 
 
 def summed_softmax(v_out: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
     """Time-summed class probabilities ``m`` (B, classes) from ``v_out`` (B, T, classes)."""
     probs = torch.softmax(v_out, dim=-1)
     if lengths is not None:
-        probs = probs * valid_mask(lengths, v_out.shape[1]).unsqueeze(-1).to(probs.dtype)
+        probs = probs * lengths_to_mask(lengths, v_out.shape[1]).unsqueeze(-1).to(probs.dtype)
     return probs.sum(dim=1)
 
 

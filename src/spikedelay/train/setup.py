@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,11 +26,26 @@ def protocol_label(protocol: str) -> str:
 
 
 def pick_device(name: str) -> torch.device:
+    """``train.device`` as a device; also checks that ``SPIKEDELAY_KERNELS`` can run there."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    elif name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device = {name!r}: CUDA is not available on this machine")
-    return torch.device(name)
+    else:
+        device = torch.device(name)
+    check_kernel_backend(device)
+    return device
+
+
+def check_kernel_backend(device: torch.device) -> None:
+    """A bad or impossible ``SPIKEDELAY_KERNELS`` as one clear error before training starts
+    (not a traceback from inside the first step)."""
+    from spikedelay.ops.dispatch import KernelBackendError, backend_name
+
+    try:
+        backend_name("lif", torch.empty(0, device=device))
+    except KernelBackendError as err:
+        raise ConfigError(str(err)) from None
 
 
 def limit_numba_threads(n: int) -> None:
@@ -47,7 +64,68 @@ def limit_numba_threads(n: int) -> None:
         numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
 
 
-def set_determinism(cfg: RunConfig) -> None:
+@dataclass(frozen=True)
+class TorchGlobals:
+    """The process-wide torch (and numba) settings a run may change, captured to be put back.
+
+    Why: ``train_run`` / ``eval_run`` are also called in-process (notebooks, tests, benchmarks);
+    a run's thread count, deterministic mode or TF32 choice must not outlive it.
+    """
+
+    threads: int
+    deterministic: bool
+    deterministic_warn_only: bool
+    cudnn_benchmark: bool
+    cudnn_deterministic: bool
+    cudnn_allow_tf32: bool
+    matmul_allow_tf32: bool
+    numba_threads: int | None  # None: numba not imported yet
+    environ: tuple[tuple[str, str | None], ...]
+
+    _ENV = ("NUMBA_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG")
+
+    @classmethod
+    def capture(cls) -> TorchGlobals:
+        numba = sys.modules.get("numba")
+        return cls(
+            threads=torch.get_num_threads(),
+            deterministic=torch.are_deterministic_algorithms_enabled(),
+            deterministic_warn_only=torch.is_deterministic_algorithms_warn_only_enabled(),
+            cudnn_benchmark=torch.backends.cudnn.benchmark,
+            cudnn_deterministic=torch.backends.cudnn.deterministic,
+            cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
+            matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
+            numba_threads=None if numba is None else numba.get_num_threads(),
+            environ=tuple((k, os.environ.get(k)) for k in cls._ENV),
+        )
+
+    def restore(self) -> None:
+        torch.set_num_threads(self.threads)
+        torch.use_deterministic_algorithms(self.deterministic,
+                                           warn_only=self.deterministic_warn_only)
+        torch.backends.cudnn.benchmark = self.cudnn_benchmark
+        torch.backends.cudnn.deterministic = self.cudnn_deterministic
+        torch.backends.cudnn.allow_tf32 = self.cudnn_allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = self.matmul_allow_tf32
+        numba = sys.modules.get("numba")
+        if numba is not None and self.numba_threads is not None:
+            numba.set_num_threads(self.numba_threads)
+        for key, value in self.environ:
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def set_determinism(cfg: RunConfig) -> TorchGlobals:
+    """Apply what the run asks for; return the settings from before (``.restore()`` them).
+
+    Threads only when ``train.threads`` is set; deterministic algorithms only with
+    ``train.deterministic``. Float32 stays float32 on CUDA unless ``train.allow_tf32`` (TF32 in
+    matmuls and cuDNN convolutions, ≈5e-4 relative error in the DFT convolution, ~500× float32's:
+    docs/gpu.md); cuDNN's autotuner (``benchmark``) is left as it is.
+    """
+    before = TorchGlobals.capture()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     limit_numba_threads(torch.get_num_threads())
@@ -55,33 +133,25 @@ def set_determinism(cfg: RunConfig) -> None:
         torch.use_deterministic_algorithms(True, warn_only=False)
         torch.backends.cudnn.benchmark = False
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    else:
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = cfg.train.allow_tf32
+    torch.backends.cudnn.allow_tf32 = cfg.train.allow_tf32  # torch's own default is True
+    return before
+
+
+@contextmanager
+def run_globals(cfg: RunConfig) -> Iterator[None]:
+    """``set_determinism(cfg)`` for the duration of a ``with`` block, then the old settings."""
+    before = set_determinism(cfg)
+    try:
+        yield
+    finally:
+        before.restore()
 
 
 def build_model(cfg: RunConfig, device: torch.device):
     from spikedelay.model import DelaySNN
 
     return DelaySNN(cfg.model).to(device)
-
-
-def check_data_matches_model(cfg: RunConfig, splits) -> None:
-    problems = []
-    if splits.in_features != cfg.model.in_features:
-        problems.append(
-            f"model.in_features = {cfg.model.in_features} but the data has {splits.in_features} "
-            f"features per frame: use --set model.in_features={splits.in_features}"
-        )
-    n_classes = len(splits.class_names)
-    if n_classes != cfg.model.n_classes:
-        problems.append(
-            f"model.n_classes = {cfg.model.n_classes} but the data has {n_classes} classes: "
-            f"use --set model.n_classes={n_classes}"
-        )
-    if problems:
-        raise ConfigError("config does not match the data:\n  " + "\n  ".join(problems))
 
 
 @dataclass

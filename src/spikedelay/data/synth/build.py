@@ -26,6 +26,7 @@ from spikedelay.data.hdf5 import write_spike_file
 from spikedelay.data.synth import cochlea as _cochlea
 from spikedelay.data.synth import speech
 from spikedelay.errors import ConfigError
+from spikedelay.progress import progress_counter
 
 DEFAULT_SPEAKERS = 48
 DEFAULT_TEST_SPEAKERS = 12
@@ -221,11 +222,9 @@ def build_synthdigits(
 
 
 def _run(pool, fn, items, progress: bool, desc: str, *, chunks: bool, total: int | None = None):
-    """Map ``fn`` over ``items`` (in a pool if given) with a tqdm bar; keeps input order for
+    """Map ``fn`` over ``items`` (in a pool if given) with a progress bar; keeps input order for
     plain maps, flattens chunk results."""
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total or len(items), desc=desc, unit="word", disable=not progress)
+    bar = progress_counter(total=total or len(items), desc=desc, unit="word", enabled=progress)
     results = []
     it = pool.imap(fn, items, chunksize=1 if chunks else 8) if pool is not None else map(fn, items)
     for res in it:

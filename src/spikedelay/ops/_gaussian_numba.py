@@ -1,20 +1,23 @@
-"""The numba kernels of :mod:`spikedelay.ops.gaussian` (imported on first use: numba is heavy).
+"""The Gaussian kernel builder of :mod:`spikedelay.ops.gaussian` for CPU tensors (numba).
 
-Module-level functions, so that numba's on-disk cache works for ``forward`` and ``backward``,
-which call ``bump`` (a kernel that calls a closure cannot be cached: it would be recompiled in
-every process, ~5 s and ~80 MB).
+Imported on first use (numba is heavy). Module-level functions, so that numba's on-disk cache
+works for ``forward_kernel`` and ``backward_kernel``, which call ``bump`` (a kernel that calls a
+closure cannot be cached: it would be recompiled in every process, ~5 s and ~80 MB).
 """
 
 import math
 
 import numba
 import numpy as np
+import torch
+from torch import Tensor
 
-from spikedelay.delays import NORM_EPS  # dcls' epsilon in the normalisation
+from spikedelay.ops._interop import as_numpy as _np
+from spikedelay.ops._interop import scalar_like as _scalar
 
 
 @numba.njit(cache=True)
-def bump(centre, sigma, g):
+def bump(centre, sigma, eps, g):
     # g[k] = exp(-½((k - centre)/σ)²) for every tap; returns Σ g + eps.
     # Why a recurrence: without SVML an exp costs ~10 ns and dominated this kernel. Between
     # neighbouring taps g[k±1] = g[k] · r with r = exp(∓((k - c) ± ½)/σ²), and r itself
@@ -43,10 +46,11 @@ def bump(centre, sigma, g):
         ratio *= q
         g[k] = value
         total += value
-    return total + dt(NORM_EPS)
+    return total + dt(eps)
+
 
 @numba.njit(parallel=True, cache=True)
-def forward(weight, position, sigma, taps, out):
+def forward_kernel(weight, position, sigma, eps, taps, out):
     n_out, n_in, copies = weight.shape
     dt = weight.dtype.type
     half = taps // 2
@@ -55,7 +59,7 @@ def forward(weight, position, sigma, taps, out):
         block = np.zeros((taps, n_out), dtype=weight.dtype)  # out[:, i, :], written once
         for o in range(n_out):
             for c in range(copies):
-                total = bump(position[o, i, c] + dt(half), sigma, g)
+                total = bump(position[o, i, c] + dt(half), sigma, eps, g)
                 w = weight[o, i, c]
                 for k in range(taps):
                     block[k, o] += w * (g[k] / total)
@@ -63,8 +67,9 @@ def forward(weight, position, sigma, taps, out):
             for o in range(n_out):
                 out[k, i, o] = block[k, o]
 
+
 @numba.njit(parallel=True, cache=True)
-def backward(weight, position, sigma, grad, grad_w, grad_p):
+def backward_kernel(weight, position, sigma, eps, grad, grad_w, grad_p):
     n_out, n_in, copies = weight.shape
     taps = grad.shape[0]
     dt = weight.dtype.type
@@ -79,7 +84,7 @@ def backward(weight, position, sigma, grad, grad_w, grad_p):
         for o in range(n_out):
             for c in range(copies):
                 centre = position[o, i, c] + dt(half)
-                total = bump(centre, sigma, g)
+                total = bump(centre, sigma, eps, g)
                 a = dt(0.0)
                 b = dt(0.0)
                 m = dt(0.0)
@@ -92,3 +97,19 @@ def backward(weight, position, sigma, grad, grad_w, grad_p):
                 grad_w[o, i, c] = a / total
                 slope = b / total - a * m / (total * total)
                 grad_p[o, i, c] = weight[o, i, c] * inv_var * slope
+
+
+def gaussian_forward(weight: Tensor, position: Tensor, sigma: float, taps: int,
+                     eps: float) -> Tensor:
+    out = weight.new_empty(taps, weight.shape[1], weight.shape[0])
+    forward_kernel(_np(weight), _np(position), _scalar(sigma, weight), _scalar(eps, weight), taps,
+                   _np(out))
+    return out
+
+
+def gaussian_backward(weight: Tensor, position: Tensor, sigma: float, grad_tm: Tensor,
+                      eps: float) -> tuple[Tensor, Tensor]:
+    grad_w, grad_p = torch.empty_like(weight), torch.empty_like(position)
+    backward_kernel(_np(weight), _np(position), _scalar(sigma, weight), _scalar(eps, weight),
+                    _np(grad_tm), _np(grad_w), _np(grad_p))
+    return grad_w, grad_p

@@ -1,13 +1,19 @@
-"""The numba kernels of :mod:`spikedelay.ops.batchnorm` (imported on first use: numba is heavy).
+"""Masked BatchNorm (→ LIF) of :mod:`spikedelay.ops.batchnorm` for CPU tensors (numba).
 
-Module-level functions so that numba's on-disk cache also works for the kernels that call
-others (``forward`` calls ``stats``, both backwards call ``input_grad``).
+Imported on first use (numba is heavy). Module-level kernels, so that numba's on-disk cache
+also works for the kernels that call others (``forward`` calls ``stats``, both backwards call
+``input_grad``). Parallel over the batch with per-sample partial sums (accumulated in float64).
 """
 
 import math
 
 import numba
 import numpy as np
+import torch
+from torch import Tensor
+
+from spikedelay.ops._interop import as_numpy as _np
+from spikedelay.ops._interop import scalar_like as _scalar
 
 
 @numba.njit(parallel=True, cache=True)
@@ -106,7 +112,7 @@ def backward(grad, x, mask, weight, mean, var, eps, grad_x, grad_w, grad_b):
 
 
 @numba.njit(parallel=True, cache=True)
-def bn_lif_forward(x, scale, shift_mean, bias, tau, threshold, s_out):
+def bn_lif_forward_kernel(x, scale, shift_mean, bias, tau, threshold, s_out):
     """z = (x - μ)·scale + β, then LIF over time; writes spikes only."""
     batch, steps, channels = x.shape
     dt = x.dtype.type
@@ -125,8 +131,8 @@ def bn_lif_forward(x, scale, shift_mean, bias, tau, threshold, s_out):
 
 
 @numba.njit(parallel=True, cache=True)
-def bn_lif_backward(grad_s, x, mask, weight, mean, rstd, bias, tau, threshold, alpha, n,
-                    grad_x, grad_w, grad_b):
+def bn_lif_backward_kernel(grad_s, x, mask, weight, mean, rstd, bias, tau, threshold, alpha,
+                           n, grad_x, grad_w, grad_b):
     batch, steps, channels = x.shape
     dt = x.dtype.type
     half_alpha = dt(alpha / 2.0)
@@ -163,3 +169,47 @@ def bn_lif_backward(grad_s, x, mask, weight, mean, rstd, bias, tau, threshold, a
         grad_w[c] = dt(sum_gx[c])
         grad_b[c] = dt(sum_g[c])
     input_grad(grad_x, x, mask, mean, rstd, scale, s_g, s_gx, grad_x)  # in place
+
+
+# -- the backend's entry points (torch tensors in and out) ---------------------------------------
+def masked_bn_forward(x: Tensor, mask: Tensor, weight: Tensor, bias: Tensor,
+                      eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    y = torch.empty_like(x)
+    mean, var = x.new_empty(x.shape[2]), x.new_empty(x.shape[2])
+    forward(_np(x), _np(mask), _np(weight), _np(bias), float(eps), _np(y), _np(mean), _np(var))
+    return y, mean, var
+
+
+def masked_bn_backward(grad: Tensor, x: Tensor, mask: Tensor, weight: Tensor, mean: Tensor,
+                       var: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    grad_x, grad_w, grad_b = torch.empty_like(x), torch.empty_like(weight), torch.empty_like(weight)
+    backward(_np(grad), _np(x), _np(mask), _np(weight), _np(mean), _np(var), float(eps),
+             _np(grad_x), _np(grad_w), _np(grad_b))
+    return grad_x, grad_w, grad_b
+
+
+def bn_lif_forward(x: Tensor, mask: Tensor, weight: Tensor, bias: Tensor, eps: float, tau: float,
+                   threshold: float) -> tuple[Tensor, Tensor, Tensor, Tensor, float]:
+    """Spikes, mean, biased variance, 1/√(σ² + ε) and the count of valid steps."""
+    mean_np, var_np, n = stats(_np(x), _np(mask))
+    with np.errstate(over="ignore"):  # a diverging run gives inf; the NaN guard reports it
+        var_np = var_np.astype(mean_np.dtype)
+    mean, var = torch.from_numpy(mean_np), torch.from_numpy(var_np)
+    rstd = torch.rsqrt(var.double() + eps).to(x.dtype)
+    scale = weight.detach() * rstd
+    spikes = torch.empty_like(x)
+    bn_lif_forward_kernel(_np(x), _np(scale), mean_np, _np(bias), _scalar(tau, x),
+                          _scalar(threshold, x), _np(spikes))
+    return spikes, mean, var, rstd, n
+
+
+def bn_lif_backward(grad_s: Tensor, x: Tensor, mask: Tensor, weight: Tensor, bias: Tensor,
+                    mean: Tensor, rstd: Tensor, tau: float, threshold: float, alpha: float,
+                    n: float) -> tuple[Tensor, Tensor, Tensor]:
+    grad_x, grad_w, grad_b = torch.empty_like(x), torch.empty_like(weight), torch.empty_like(weight)
+    bn_lif_backward_kernel(
+        _np(grad_s), _np(x), _np(mask), _np(weight), _np(mean), _np(rstd), _np(bias),
+        _scalar(tau, x), _scalar(threshold, x), float(alpha), float(n), _np(grad_x),
+        _np(grad_w), _np(grad_b),
+    )
+    return grad_x, grad_w, grad_b
