@@ -301,9 +301,24 @@ def main(argv: list[str] | None = None) -> int:
     except SpikeDelayError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except RuntimeError as err:
+        if not _is_kernel_backend_error(err):
+            raise
+        print(f"error: {err}", file=sys.stderr)  # e.g. a bad SPIKEDELAY_KERNELS
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+def _is_kernel_backend_error(err: BaseException) -> bool:
+    """Whether ``err`` is the kernel dispatch point's error (a bad or impossible forced backend).
+
+    Why by module: ``ops/`` imports nothing of the package, so its error cannot subclass
+    SpikeDelayError; it can only have been raised once ``ops.dispatch`` was imported.
+    """
+    dispatch = sys.modules.get("spikedelay.ops.dispatch")
+    return dispatch is not None and isinstance(err, dispatch.KernelBackendError)
 
 
 if __name__ == "__main__":

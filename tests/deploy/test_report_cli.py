@@ -164,3 +164,15 @@ def test_cli_stream_wav(run_with_data, tmp_path, capsys):
     capsys.readouterr()
     assert _main(["stream", str(run), "--input", str(wav), "--per-frame"]) == 0
     _check_per_frame_output(capsys.readouterr().out, model, frames)
+
+
+def test_bad_kernel_backend_is_one_clear_error(run_with_data, monkeypatch, capsys):
+    """A bad or impossible SPIKEDELAY_KERNELS ends a deploy command with one line, exit 2."""
+    from spikedelay.cli import main
+
+    run, _, _ = run_with_data
+    monkeypatch.setenv("SPIKEDELAY_KERNELS", "bogus")
+    assert main(["report", str(run), "--samples", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: SPIKEDELAY_KERNELS='bogus' is not a kernel backend; use one of "
+                   "auto, numba, triton, torch"]
