@@ -117,6 +117,9 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
                    help="test (default) or val: the split the model was selected on")
     p.add_argument("--device", metavar="DEVICE",
                    help="auto, cpu, cuda or cuda:N (default: the run's train.device)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (what eval always prints: accuracy, loss and "
+                        "the per-class confusion matrix); for scripts that say so explicitly")
     p.set_defaults(handler=_eval)
 
 
