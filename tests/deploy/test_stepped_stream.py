@@ -6,10 +6,11 @@ keeps ring buffers of past frames and past spikes and updates one frame at a tim
 
 from __future__ import annotations
 
+from importlib import resources
+
 import numpy as np
 import pytest
 import torch
-from deploy_helpers import SHARED_DATA
 
 from spikedelay.config import ModelConfig
 from spikedelay.deploy.stepped_stream import from_model, needs_stepped_engine
@@ -86,12 +87,14 @@ def test_streams_of_one_batch_are_independent():
 
 @pytest.mark.parametrize("case", ["delrec-like", "se-adlif"])
 def test_whole_synthdigits_test_set(case):
-    """A small recurrent-delay and an SE-adLIF network on all 300 shipped test words."""
+    """A small recurrent-delay and an SE-adLIF network on every test word of the SynthDigits
+    release shipped with spikedelay."""
     from spikedelay.data.framing import Framing
     from spikedelay.data.hdf5 import read_spike_file
     from spikedelay.data.sets import pad_packed
 
-    rec = read_spike_file(SHARED_DATA / "shd_test.h5")
+    rec = read_spike_file(str(resources.files("spikedelay") / "data" / "synthdigits"
+                              / "shd_test.h5.gz"))
     framing = Framing()
     frames = [framing(t, u) for t, u in zip(rec.times, rec.units, strict=True)]
     lengths = np.array([len(f) for f in frames])
