@@ -175,10 +175,9 @@ def from_model(model, *, framing: dict[str, Any] | None = None,
 
     if needs_stepped_engine(model):
         raise CheckpointError(
-            f"this network has {stepped_parts(model)}, which the event-driven LIF engine (and "
-            "so `spikedelay stream`, `spikedelay export` and `spikedelay report`) cannot hold "
-            "yet; from Python, spikedelay.deploy.stepped_stream.from_model(model) streams it "
-            "and spikedelay.deploy.stepped_export saves and reloads it")
+            f"this network has {stepped_parts(model)}, which the event-driven LIF engine "
+            "cannot hold: spikedelay.deploy.stepped_stream.from_model(model) streams it (the "
+            "`stream`, `export` and `report` commands pick that engine themselves)")
     cfg = model.cfg
     layers: list[DeployedLayer] = []
     with torch.no_grad():
