@@ -11,41 +11,24 @@ from pathlib import Path
 
 import numpy as np
 
-from spikedelay.errors import CheckpointError, DataError, SpikeDelayError
-
-
-def run_net(run_dir: str | Path, checkpoint: str = "best.safetensors"):
-    """The deployable network of a run folder (or checkpoint file): a
-    :class:`~spikedelay.deploy.net.DeployedNet` for feed-forward LIF networks, a
-    :class:`~spikedelay.deploy.stepped_stream.SteppedNet` for recurrent or adaptive ones."""
-    from spikedelay.deploy import stepped_stream
-    from spikedelay.deploy.net import from_model, load_run_model
-
-    model, state = load_run_model(run_dir, checkpoint)
-    meta = {"framing": state.get("framing") or {},
-            "class_names": [str(c) for c in state.get("class_names") or []]}
-    if stepped_stream.needs_stepped_engine(model):
-        try:
-            return stepped_stream.from_model(model, **meta)
-        except ValueError as err:  # a part with no streaming form yet
-            raise CheckpointError(f"{run_dir}: {err}") from None
-    return from_model(model, **meta)
+from spikedelay.errors import DataError, SpikeDelayError
 
 
 def _load_net(source: str, checkpoint: str):
     """A run folder (its checkpoint) or a file from ``spikedelay export``."""
     from spikedelay.deploy.export import load_exported
+    from spikedelay.deploy.net import load_deployable
 
     path = Path(source)
     if path.is_dir():
-        return run_net(path, checkpoint)
+        return load_deployable(path, checkpoint)
     if path.suffix == ".safetensors" or path.suffix == ".nir":
         try:
             return load_exported(path)
         except SpikeDelayError:
             if path.suffix == ".nir":
                 raise
-    return run_net(path)  # a checkpoint file
+    return load_deployable(path)  # a checkpoint file
 
 
 # ------------------------------------------------------------------------------------- stream
@@ -145,9 +128,10 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from spikedelay.deploy.export import export
+    from spikedelay.deploy.net import load_deployable
     from spikedelay.deploy.stepped_stream import SteppedNet
 
-    net = run_net(Path(args.model), args.checkpoint)
+    net = load_deployable(Path(args.model), args.checkpoint)
     what = ""
     if isinstance(net, SteppedNet):  # recurrent or adaptive
         from spikedelay.deploy.stepped_export import save_stepped

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikedelay.deploy.net import DeployedNet, from_model, load_run_model
+from spikedelay.deploy.net import DeployedNet, deployable_of, load_run_model
 from spikedelay.errors import SpikeDelayError
 from spikedelay.history import read_history
 
@@ -202,16 +202,8 @@ def write_report(run_dir: str | Path, *, data_root: str | None = None, samples: 
 
     run_dir = Path(run_dir)
     model, state = load_run_model(run_dir, checkpoint)
-    meta = {"framing": state.get("framing") or {},
-            "class_names": [str(c) for c in state.get("class_names") or []]}
-    stepped = stepped_stream.needs_stepped_engine(model)  # recurrent or adaptive
-    if stepped:
-        try:
-            net = stepped_stream.from_model(model, **meta)
-        except ValueError as err:
-            raise SpikeDelayError(f"{run_dir}: {err}") from None
-    else:
-        net = from_model(model, **meta)
+    net = deployable_of(model, state, str(run_dir))
+    stepped = isinstance(net, stepped_stream.SteppedNet)  # recurrent or adaptive
     fig_dir = run_dir / "report"
     fig_dir.mkdir(parents=True, exist_ok=True)
     # validated without the data folder, which may have moved (checked when the data loads)

@@ -4,9 +4,9 @@ Costs come from the frame-by-frame engine of :mod:`spikedelay.deploy.stepped_str
 feed-forward LIF networks: feed-forward SOPs are presynaptic events (non-zero input entries,
 spikes of the layer below) × fan-out (non-zero synapses over every delay, copies merged);
 recurrent SOPs are the layer's own valid spikes × recurrent fan-out (non-zero ``W_rec`` entries
-of the presynaptic neuron). Dense MACs are ``out · in · K`` per step plus ``out · out`` for a
-recurrent layer. A one-tap dense count is not given: the merged delay stack no longer says how
-many synapse copies a pair had.
+of the presynaptic neuron). Dense MACs are ``out · in`` per step and delay value in use (a
+dense product per tap), plus ``out · out`` for a recurrent layer. A one-tap dense count is not
+given: the merged delay stack no longer says how many synapse copies a pair had.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def stepped_costs(net: SteppedNet, frames: np.ndarray,
     for i, layer in enumerate(net.layers):
         steps = lengths.astype(np.float64) + (i + 1) * net.tail  # this layer's valid steps
         n_in, n_out = int(layer.stack.shape[2]), layer.out_features
-        per_step = n_out * n_in * net.max_delay + (0 if layer.w_rec is None else n_out * n_out)
+        taps = max(1, int(np.count_nonzero(layer.stack.any(axis=(1, 2)))))  # delays in use
+        per_step = n_out * n_in * taps + (0 if layer.w_rec is None else n_out * n_out)
         hidden = layer.neuron != "li"
         rows.append(SteppedLayerCost(
             name=f"layer {i + 1} ({layer.neuron.upper()}"
@@ -125,7 +126,7 @@ def plot_delays(net: SteppedNet, path: Path) -> None:
 def cost_lines(costs: list[SteppedLayerCost], fmt) -> list[str]:
     """The cost table (``fmt`` formats a count) and its total line."""
     lines = ["| layer | in → out | synapses (incl. recurrent) | spike rate | events | SOPs | "
-             "recurrent events | recurrent SOPs | dense MACs (K taps + W_rec) |",
+             "recurrent events | recurrent SOPs | dense MACs (delay taps in use + W_rec) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for c in costs:
         rate = "–" if c.spike_rate != c.spike_rate else f"{100 * c.spike_rate:.2f} %"
