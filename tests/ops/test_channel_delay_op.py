@@ -61,9 +61,11 @@ def test_forward_and_gradients_equal_the_loop(kernel_backend, left, right):
 
 def test_gradcheck(kernel_backend):
     g = torch.Generator().manual_seed(3)
-    x = torch.randn(3, 5, 4, dtype=torch.float64, generator=g, requires_grad=True)
-    kernel = torch.randn(4, 3, dtype=torch.float64, generator=g, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, w: channel_delay(a, w, 2, 1), (x, kernel))
+    x = torch.randn(2, 5, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    kernel = torch.randn(3, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    # Triton's interpreter takes ~0.1 s a launch: a random projection of the Jacobian there
+    assert torch.autograd.gradcheck(lambda a, w: channel_delay(a, w, 2, 1), (x, kernel),
+                                    fast_mode=kernel_backend == "triton")
 
 
 @pytest.mark.parametrize("which", ["x", "kernel"])

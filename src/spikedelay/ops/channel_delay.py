@@ -8,9 +8,9 @@ The delay of an axonal or dendritic layer (one learned delay per channel, issue 
 materialised by the CPU kernel). ``C·K`` multiply-adds per step: next to the (C, C) linear map
 beside it, ~6 % of the arithmetic for C = 512, K = 31 — so it must not cost as much as that map.
 Differentiable in ``x`` and ``kernel`` (the positions' gradient reaches the kernel through the
-kernel builder, which stays in torch autograd: it is (C, K), tiny). Backends: ``numba`` (CPU) and
-``torch`` (any device; torch's depthwise convolution, the reference). CUDA runs the torch
-reference (cuDNN's depthwise convolution); there is no Triton kernel yet.
+kernel builder, which stays in torch autograd: it is (C, K), tiny). Backends: ``numba`` (CPU),
+``triton`` (CUDA; tested in Triton's CPU interpreter, not yet timed on a GPU) and ``torch`` (any
+device; torch's depthwise convolution, the reference).
 """
 
 from __future__ import annotations

@@ -179,6 +179,7 @@ register("gaussian", "torch", "spikedelay.ops._gaussian_torch", dtypes=None)
 register("delay_conv", "numba", "spikedelay.ops._delay_conv_numba")
 register("delay_conv", "torch", "spikedelay.ops._delay_conv_torch", dtypes=None)
 register("channel_delay", "numba", "spikedelay.ops._channel_delay_numba")
+register("channel_delay", "triton", "spikedelay.ops._channel_delay_triton")
 register("channel_delay", "torch", "spikedelay.ops._channel_delay_torch", dtypes=None)
 
 __all__ = [
