@@ -1,15 +1,16 @@
 """The per-channel delay of :mod:`spikedelay.ops.channel_delay` for CPU tensors (numba).
 
-Why not torch's depthwise convolution: on CPU it runs ~10× slower per multiply-add than a
-matrix product, so a (C, K) delay cost as much as the (C, C) linear map beside it. Here the
-``(B, T, C)`` layout is walked as it lies: for each output step and tap one contiguous row of
-``C`` channels is multiplied and added (a SIMD loop, no reduction, so no fastmath), in blocks of
-:data:`CHANNEL_BLOCK` channels so that the K input rows and the (K, block) slice of the kernel
-stay in L1. Threads split the batch; the kernel's gradient is summed per thread and the
-partial sums added at the end (a fixed order: deterministic for a given thread count).
+Why not torch's depthwise convolution: on CPU it runs several times slower per multiply-add
+than a matrix product, so a (C, K) delay cost about as much as the (C, C) linear map beside it.
+Here the ``(B, T, C)`` layout is walked as it lies: for each output step and tap one contiguous
+row of ``C`` channels is multiplied and added (a SIMD loop with no reduction in it, so no
+fastmath is needed). (Splitting the rows into blocks of channels, to keep the K input rows in
+L1, stopped numba vectorising the loop and was slower.) Threads split the batch; one backward
+pass computes both gradients, the kernel's summed per thread and the partial sums added at the
+end in a fixed order (deterministic for a given thread count).
 
-Taps whose kernel column is zero for every channel of a block are skipped in the forward and in
-the input gradient (exactly: they add ``0 · x``; a non-finite input would differ, but spikes and
+Taps whose kernel column is zero in every channel are skipped in the forward and in the input
+gradient (exactly: they add ``0 · x``; only a non-finite input would differ, and spikes and
 activations are finite). Module-level kernels, so that numba's on-disk cache works.
 """
 
