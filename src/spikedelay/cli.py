@@ -117,6 +117,9 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
                    help="test (default) or val: the split the model was selected on")
     p.add_argument("--device", metavar="DEVICE",
                    help="auto, cpu, cuda or cuda:N (default: the run's train.device)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (what eval always prints: accuracy, loss and "
+                        "the per-class confusion matrix); for scripts that say so explicitly")
     p.set_defaults(handler=_eval)
 
 
@@ -301,9 +304,24 @@ def main(argv: list[str] | None = None) -> int:
     except SpikeDelayError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except RuntimeError as err:
+        if not _is_kernel_backend_error(err):
+            raise
+        print(f"error: {err}", file=sys.stderr)  # e.g. a bad SPIKEDELAY_KERNELS
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+def _is_kernel_backend_error(err: BaseException) -> bool:
+    """Whether ``err`` is the kernel dispatch point's error (a bad or impossible forced backend).
+
+    Why by module: ``ops/`` imports nothing of the package, so its error cannot subclass
+    SpikeDelayError; it can only have been raised once ``ops.dispatch`` was imported.
+    """
+    dispatch = sys.modules.get("spikedelay.ops.dispatch")
+    return dispatch is not None and isinstance(err, dispatch.KernelBackendError)
 
 
 if __name__ == "__main__":
