@@ -46,6 +46,12 @@ def channel_delay(x: Tensor, kernel: Tensor, left: int, right: int) -> Tensor:
 
     Shapes: x (B, T, C), kernel (C, K) → (B, T + left + right - K + 1, C), contiguous; same
     dtype and device for both. ``left, right >= 0``.
+
+    Example (a delay of 2 steps: tap ``K-1-2`` with ``left = K-1``)::
+
+        >>> x = torch.zeros(1, 5, 1); x[0, 0, 0] = 1.0
+        >>> channel_delay(x, torch.tensor([[0.0, 1.0, 0.0, 0.0]]), 3, 0)[0, :, 0]
+        tensor([0., 0., 1., 0., 0.])
     """
     if x.dim() != 3 or kernel.dim() != 2 or kernel.shape[0] != x.shape[2]:
         raise ValueError(f"channel_delay expects x (B, T, C) and kernel (C, K), got "
