@@ -181,6 +181,8 @@ register("delay_conv", "torch", "spikedelay.ops._delay_conv_torch", dtypes=None)
 register("channel_delay", "numba", "spikedelay.ops._channel_delay_numba")
 register("channel_delay", "triton", "spikedelay.ops._channel_delay_triton")
 register("channel_delay", "torch", "spikedelay.ops._channel_delay_torch", dtypes=None)
+register("recurrent", "numba", "spikedelay.ops._recurrent_numba")
+register("recurrent", "torch", "spikedelay.ops._recurrent_torch", dtypes=None)
 
 __all__ = [
     "BACKENDS",
