@@ -192,3 +192,20 @@ def test_report_counts_recurrent_synaptic_operations(runs, case, capsys):
     assert "## Confusion matrix" in text
     for png in ("delays.png", "raster.png"):
         assert (run / "report" / png).stat().st_size > 1000
+
+
+def test_report_on_another_data_set_says_so(runs, tmp_path):
+    """Labels beyond the model's classes (another data set's folder): the cost sections say
+    why they are missing instead of ending in an IndexError."""
+    _, by_case = runs
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("shd_train.h5", "shd_test.h5"):
+        times, units = _random_words(5, 4)
+        write_spike_file(other / name, times, units, np.arange(5), np.arange(5) % 2,
+                         [f"c{k}" for k in range(5)])
+    run = by_case["se-adlif"][0]
+    assert _main(["report", str(run), "--data", str(other), "--samples", "10"]) == 0
+    text = (run / "report.md").read_text()
+    assert "labels go up to 4, the model has 3 classes" in text
+    assert "## Confusion matrix" not in text

@@ -263,7 +263,14 @@ def write_report(run_dir: str | Path, *, data_root: str | None = None, samples: 
         test = splits.test.subset(np.arange(min(samples, len(splits.test))))
         frames = test.frames.float().numpy()
         lengths, labels = test.lengths.numpy(), test.labels.numpy()
+        if labels.size and int(labels.max()) >= net.n_classes:
+            raise SpikeDelayError(f"its labels go up to {int(labels.max())}, the model has "
+                                  f"{net.n_classes} classes: not this run's data")
+        if frames.shape[2] != net.in_features:
+            raise SpikeDelayError(f"its frames have {frames.shape[2]} features, the model "
+                                  f"takes {net.in_features}")
     except SpikeDelayError as err:
+        frames = None
         lines += ["## Costs", "", f"Not computed: the test data could not be loaded ({err}). "
                   "Pass `--data DIR`.", ""]
     if frames is not None and stepped:

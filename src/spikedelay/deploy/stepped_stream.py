@@ -64,6 +64,10 @@ class SteppedNet:
         return len(self.layers) * self.tail
 
     @property
+    def in_features(self) -> int:
+        return int(self.layers[0].stack.shape[2])
+
+    @property
     def n_classes(self) -> int:
         return self.layers[-1].out_features
 
