@@ -100,6 +100,20 @@ def fft_size(length: int, max_delay: int, left: int, right: int) -> int:
     return max(length + max_delay - 1 - s, s + t_out, 1)
 
 
+KEEP_SPECTRUM_MAX_BATCH_PER_TAP = 4
+
+
+def keep_kernel_spectrum(batch: int, taps: int) -> bool:
+    """Whether the forward keeps the kernel spectrum for the input gradient of the backward.
+
+    Recomputing it costs ``3F·K·in·out`` multiply-adds, a frequency product ``3F·B·in·out``:
+    a ``K/B`` share. Keeping it costs ``3F/K`` times the kernel's memory (≈ 50 MB for a
+    256 × 256 layer at K = 25) from the forward to the backward. Kept where it saves at least a
+    quarter of a product (``B ≤ 4K``: the quick recipe's batch 64, not the SHD recipe's 256).
+    """
+    return batch <= KEEP_SPECTRUM_MAX_BATCH_PER_TAP * taps
+
+
 MIN_CHUNK_ROWS = 32  # each chunk re-reads x and the kernel: fewer rows would be memory-bound
 
 
@@ -164,16 +178,20 @@ class _DftConv(torch.autograd.Function):
         k_tm = kernel.permute(2, 1, 0).reshape(taps, n_in * n_out)  # free if stored tap-major
         y = None
         step = rows if wide else _row_chunk(rows, batch, n_in, n_out)
+        kept = [] if ctx.needs_input_grad[0] and keep_kernel_spectrum(batch, taps) else None
         for r0 in range(0, rows, step):
             r1 = min(rows, r0 + step)
             xf = _input_spectrum(impl, x_in, events, d_x[r0:r1], batch, n_in)
             hf = (d_k[r0:r1] @ k_tm).view(r1 - r0, n_in, n_out)
             prod = torch.bmm(xf, hf)  # the real products, (r, B, out)
             y = _inverse(inv[:, r0:r1], prod, y, wide)
+            if kept is not None:
+                kept.append(hf)
         if wide:
             y = y.view(t_out, batch, n_out).transpose(0, 1).contiguous()
         ctx.save_for_backward(x_in, kernel, *(events or ()))
         ctx.impl = impl
+        ctx.kernel_spectrum = kept
         ctx.geometry = (n, shift, t_out, step, batch, length, n_in)
         return y
 
@@ -193,7 +211,8 @@ class _DftConv(torch.autograd.Function):
             grad_y_tm = grad_y.transpose(0, 1).reshape(t_out, batch * n_out)
         grad_x = None
         grad_k_tm = kernel.new_zeros(taps, n_in * n_out) if need_k else None
-        for r0 in range(0, rows, step):
+        kept, ctx.kernel_spectrum = ctx.kernel_spectrum, None  # free each chunk once used
+        for chunk, r0 in enumerate(range(0, rows, step)):
             r1 = min(rows, r0 + step)
             if wide:  # the adjoint of the inverse DFT: one matmul, (r, B·out)
                 grad_prod = (inv[:, r0:r1].T @ grad_y_tm).view(r1 - r0, batch, n_out)
@@ -204,7 +223,10 @@ class _DftConv(torch.autograd.Function):
                 grad_hf = torch.bmm(xf.transpose(1, 2), grad_prod)
                 grad_k_tm.addmm_(d_k[r0:r1].T, grad_hf.view(r1 - r0, n_in * n_out))
             if need_x:
-                hf = (d_k[r0:r1] @ k_tm).view(r1 - r0, n_in, n_out)
+                if kept is not None:
+                    hf, kept[chunk] = kept[chunk], None
+                else:
+                    hf = (d_k[r0:r1] @ k_tm).view(r1 - r0, n_in, n_out)
                 grad_xf = torch.bmm(grad_prod, hf.transpose(1, 2))  # (r, B, in)
                 grad_x = _inverse(d_x[r0:r1].T, grad_xf, grad_x, wide)
         if wide and grad_x is not None:
