@@ -26,6 +26,7 @@ DelayMode = Literal["learned", "fixed", "none"]
 Padding = Literal["reference", "causal"]
 Protocol = Literal["validation", "test-selected"]
 DatasetName = Literal["synthdigits", "shd", "ssc", "gsc"]
+ValSplit = Literal["speakers", "stratified", "difficulty"]
 
 
 @dataclass
@@ -38,7 +39,11 @@ class DataConfig:
     channel_group: int = 5  # sum this many neighbouring cochlea channels (700 -> 140)
     max_frames: int | None = None  # crop long samples (None = keep every frame)
     val_fraction: float = 0.1  # share of training *speakers* held out for model selection
+    val_split: ValSplit = "speakers"  # random speakers | stratified (accents) | difficulty
     cache: bool = True  # cache framed tensors on disk, keyed by file content + framing
+    # training-only augmentation, applied in order: [{name: time_shift, max_shift: 10}, ...]
+    # (names and parameters: spikedelay.data.augment, docs/data.md)
+    augment: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -175,6 +180,8 @@ def _type_ok(value: Any, hint: Any) -> bool:
     if origin is list:
         (inner,) = typing.get_args(hint)
         return isinstance(value, list) and all(_type_ok(v, inner) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
     if hint is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if hint is int:
@@ -196,6 +203,8 @@ def _describe(hint: Any) -> str:
         return "null"
     if origin is list:
         return f"list of {_describe(typing.get_args(hint)[0])}"
+    if origin is dict:
+        return "mapping"
     return getattr(hint, "__name__", str(hint))
 
 
@@ -235,6 +244,10 @@ def _range_problems(cfg: RunConfig) -> list[str]:
     ]
     problems = [f"{key} = {val!r}: must be {allowed}" for ok, key, val, allowed in checks if not ok]
     problems += _data_problems(d)
+    if d.augment:
+        from spikedelay.data.augment import augment_problems  # imports nothing of ours back
+
+        problems += augment_problems(d.augment, d.dataset)
     return problems
 
 

@@ -9,8 +9,9 @@ Selection protocols (REFERENCE §3):
 
 - ``"validation"`` (default, honest): ``val`` is held out from the training data. SHD-layout
   sets hold out ``val_fraction`` of the training *speakers* (speaker-disjoint; random samples if
-  the file has no ``extra/speaker``), seeded; SSC uses ``ssc_valid``; GSC its
-  ``validation_list.txt``.
+  the file has no ``extra/speaker``), seeded (``data.val_split``: at random, or spread over
+  accents or difficulty terciles, :mod:`spikedelay.data.speakers`); SSC uses ``ssc_valid``;
+  GSC its ``validation_list.txt``.
 - ``"test-selected"`` (the reference's): train on the full training file, and ``val`` *is* the
   test set, so the best epoch is chosen on test data. The trainer labels such results.
 """
@@ -28,6 +29,12 @@ from spikedelay.data.cache import FrameCache, file_digest
 from spikedelay.data.framing import Framing
 from spikedelay.data.hdf5 import N_CHANNELS, find_split_files, read_spike_file
 from spikedelay.data.sets import DataSplits, FramedSet, compact, framed_set_from_arrays
+from spikedelay.data.speakers import (
+    difficulty_strata,
+    speaker_difficulty,
+    speaker_strata,
+    stratified_val_speakers,
+)
 from spikedelay.errors import DataError
 from spikedelay.progress import progress_bar
 
@@ -77,19 +84,24 @@ def frame_spike_file(
 
 
 def split_train_val(
-    speakers: np.ndarray | None, n: int, val_fraction: float, seed: int
+    speakers: np.ndarray | None, n: int, val_fraction: float, seed: int,
+    strata: dict[int, str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val): whole speakers held out when speakers are known, else samples.
 
     ``val_fraction * n_speakers`` speakers, rounded half up (at least 1, at most all but 1),
-    go to val, chosen by a permutation seeded with ``seed``.
+    go to val, chosen by a permutation seeded with ``seed`` or, given ``strata`` (speaker ->
+    accent), spread over the strata (:func:`spikedelay.data.speakers.stratified_val_speakers`).
     """
     rng = np.random.default_rng(seed)
     if speakers is not None:
         ids = np.unique(speakers)
         if len(ids) >= 2:
             n_val = min(max(1, int(val_fraction * len(ids) + 0.5)), len(ids) - 1)
-            val_ids = rng.permutation(ids)[:n_val]
+            if strata is not None:
+                val_ids = stratified_val_speakers(ids, strata, n_val, seed=seed)
+            else:
+                val_ids = rng.permutation(ids)[:n_val]
             is_val = np.isin(speakers, val_ids)
             return np.flatnonzero(~is_val), np.flatnonzero(is_val)
         warnings.warn(
@@ -101,6 +113,16 @@ def split_train_val(
     n_val = min(max(1, int(val_fraction * n + 0.5)), n - 1)
     perm = rng.permutation(n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _val_strata(val_split: str, path: Path, train: FramedSet) -> dict[int, str] | None:
+    """Speaker -> stratum for ``data.val_split`` (None: plain random speakers)."""
+    if val_split == "stratified":
+        return speaker_strata(path)
+    if val_split == "difficulty" and train.speakers is not None:
+        return difficulty_strata(speaker_difficulty(train.frames, train.lengths, train.labels,
+                                                    train.speakers))
+    return None
 
 
 def _index(fs: FramedSet, idx: np.ndarray) -> FramedSet:
@@ -185,7 +207,8 @@ def load_dataset(
         val = sets["valid"]
     else:
         speakers = None if train.speakers is None else train.speakers.numpy()
-        tr_idx, va_idx = split_train_val(speakers, len(train), cfg.val_fraction, seed)
+        strata = _val_strata(cfg.val_split, files["train"], train)
+        tr_idx, va_idx = split_train_val(speakers, len(train), cfg.val_fraction, seed, strata)
         train, val = _index(train, tr_idx), _index(train, va_idx)
     return DataSplits(
         train=train,

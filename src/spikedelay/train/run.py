@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from spikedelay.config import RunConfig
+from spikedelay.data.augment import Augmenter
 from spikedelay.data.sets import DataSplits
 from spikedelay.errors import TrainingDiverged
 from spikedelay.train.checkpoint import init_from_run, restore_training_state, training_state
@@ -101,6 +102,8 @@ def _train_run(cfg: RunConfig, store: RunStore, world: World | None,
                           cache_writes=not isinstance(store, NoFolder))
     check_data_matches_model(cfg, splits)
     train_set, val_set = splits.train.to(device), splits.val.to(device)
+    # Training batches only; each epoch's draws come from (seed, epoch), so resume needs no state.
+    augment = Augmenter.build(cfg.data.augment, train_set, splits.framing, seed=cfg.train.seed)
 
     model = build_model(cfg, device)  # same seed, same initial weights on every rank
     if world is not None and world.rank > 0:
@@ -136,10 +139,12 @@ def _train_run(cfg: RunConfig, store: RunStore, world: World | None,
             t0 = time.perf_counter()
             sigma = _set_epoch_schedules(model, optim, cfg, epoch)
             lr = optim.weights.param_groups[0]["lr"]
+            train_batches = _batches(train_set, cfg, shuffle=True, generator=generator)
+            if augment is not None:
+                train_batches = augment.batches(train_batches, epoch)
             try:
                 stats = train_epoch(
-                    net, _batches(train_set, cfg, shuffle=True, generator=generator),
-                    optim.all(), masked_loss=cfg.train.masked_loss, epoch=epoch,
+                    net, train_batches, optim.all(), masked_loss=cfg.train.masked_loss, epoch=epoch,
                     after_step=model.clamp_positions_, world=world,
                 )
             except TrainingDiverged as err:
