@@ -40,6 +40,7 @@ lengths). Tests compare against ``conv1d`` and a naive loop, forward and gradien
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 
 import torch
@@ -251,6 +252,47 @@ def _per_sample(mat: Tensor, stack: Tensor, out: Tensor | None = None) -> Tensor
     if out is None:
         return torch.bmm(lhs, rhs)
     return out.baddbmm_(lhs, rhs)
+
+
+EVENT_MAX_DENSITY = 0.1  # the event route needs sparse inputs (measured: 15 % is slower)
+
+
+def use_integer_events(batch: int, taps: int, density: float, copies: int) -> bool:
+    """Whether the event-driven integer path beats the DFT (measured, BENCHMARKS.md).
+
+    Per sample the events cost ``density · T · in · out · kc`` scattered adds (≈ 1.2 ns each),
+    the DFT ``≈ 1.5 N · in · out`` multiply-adds at matmul speed plus its kernel spectrum
+    (``3F · K · in · out`` per batch). The events win only where that batch-independent part
+    weighs (``B ≤ 4K``, as for :func:`keep_kernel_spectrum`) and the input is sparse.
+    """
+    return batch <= KEEP_SPECTRUM_MAX_BATCH_PER_TAP * taps and density * copies <= EVENT_MAX_DENSITY
+
+
+def integer_delay_conv(
+    x: Tensor, weight: Tensor, delays: Tensor, max_delay: int, left: int, right: int,
+    dense_kernel: Callable[[], Tensor],
+) -> Tensor:
+    """``delay_conv`` with one tap per synapse copy, for evaluation (no gradient).
+
+    ``y[b, t', o] = Σ_{i,c} weight[o,i,c] · x[b, t' + K-1-left - delays[o,i,c], i]``: the
+    same numbers as :func:`fft_delay_conv` with the integer kernel ``dense_kernel()`` (to float
+    rounding: the sums run in another order). Where :func:`use_integer_events` says so, each
+    input event goes through its synapses' single taps (the numba backend's
+    ``integer_tap_conv``, as ``deploy/stream.py`` does step by step); otherwise the DFT.
+
+    Shapes: x (B, T, in), weight and delays (out, in, kc) → (B, T', out).
+    """
+    batch, length, n_in = x.shape
+    t_out = length + left + right - max_delay + 1
+    impl = dispatch.select("delay_conv", x)
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    if impl.WIDE_LAYOUT or needs_grad or t_out <= 0 or batch == 0:
+        return fft_delay_conv(x, dense_kernel(), left, right)
+    events = impl.sparse_events(x)
+    density = 1.0 if events is None else events[2].numel() / max(x.numel(), 1)
+    if events is None or not use_integer_events(batch, max_delay, density, weight.shape[2]):
+        return fft_delay_conv(x, dense_kernel(), left, right)
+    return impl.integer_tap_conv(events, weight, delays, max_delay - 1 - left, batch, n_in, t_out)
 
 
 def fft_delay_conv(x: Tensor, kernel: Tensor, left: int, right: int) -> Tensor:
