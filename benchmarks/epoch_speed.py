@@ -13,10 +13,11 @@ split and the same batches for both sides, each side in its own fresh process:
 
 Both sides see the ``quick`` recipe's shapes (2 × 256, K 25, batch 64, dropout 0.4) on the
 speaker-disjoint split spikedelay trains with (the default data is REFERENCE §7's
-``synthdigits-900``: 800 training + 100 validation words). One warm-up batch (training and validation) is
-untimed on each side (kernel loading is start-up, not an epoch). ``speedup`` is training words per second of
-the whole epoch, ours over the reference's; ``speedup_cpu_time`` the same from the CPU time of
-each process (steadier on a busy machine); ``memory_ratio`` the peak RSS ratio.
+``synthdigits-900``: 800 training + 100 validation words). One warm-up batch (training and
+validation) is untimed on each side (kernel loading is start-up, not an epoch). ``speedup`` is
+training words per second of the whole epoch, ours over the reference's; ``speedup_cpu_time``
+the same from the CPU time of each process (steadier on a busy machine); ``memory_ratio`` the
+peak RSS ratio.
 
 Usage::
 
