@@ -1,4 +1,9 @@
-"""Shared fixtures: tiny real-format files written to tmp_path (true variable-length arrays)."""
+"""Shared fixtures: tiny real-format files written to tmp_path (true variable-length arrays),
+and the benchmark folder ``../shared`` beside the project (see :func:`shared_path`).
+
+Skips: pytest prints every reason (``-ra``); under ``CI=true`` any skip except a GPU-only one
+fails the run (``ci_policy.py``).
+"""
 
 from __future__ import annotations
 
@@ -164,3 +169,28 @@ def shd_root(tmp_path: Path) -> Path:
 def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Never touch the user's ~/.cache from tests."""
     monkeypatch.setenv("SPIKEDELAY_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+# -- the CI skip policy and the benchmark folder ../shared ------------------------------------
+pytest_plugins = ["pytester", "ci_policy"]
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The benchmark folder (REFERENCE.md, data/synthdigits-900, ...) lives beside the project in CI;
+# a user's clone usually has none.
+SHARED_ROOT = PROJECT_ROOT.parent / "shared"
+
+
+def shared_file(relative: str, needed_by: str = "this test") -> Path:
+    """``SHARED_ROOT / relative``; skips with the path as reason when absent (a failure in CI)."""
+    path = SHARED_ROOT / relative
+    if not path.exists():
+        pytest.skip(f"{needed_by} needs the benchmark folder: {path} is absent (the project's "
+                    "../shared; CI has it)")
+    return path
+
+
+@pytest.fixture(name="shared_path")
+def _shared_path_fixture(request: pytest.FixtureRequest):
+    """Factory: ``shared_path("data/synthdigits-900/shd_test.h5")`` → an existing Path, or skip
+    (outside CI, with the reason shown) / fail (``CI=true``) when the benchmark folder is absent."""
+    return lambda relative: shared_file(relative, request.node.name)

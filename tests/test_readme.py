@@ -29,3 +29,21 @@ def test_readme_python_example():
     got = layer(lone)[:, :100, j]
     want = layer.weight[j, i, 0] * _shift(x[:, :, i], int(d[j, i, 0]))
     assert (got - want).abs().max() < 1e-6
+
+
+def test_readme_commands_are_the_scripts_ci_runs():
+    """The README's one-command set-up/test lines name scripts that exist, and CI (.ci/run)
+    runs the README's test command, not a copy of it."""
+    root = README.parent
+    text = README.read_text()
+    scripts = set(re.findall(r"^bash (scripts/[\w.-]+\.sh)\b", text, flags=re.M))
+    assert {"scripts/quickstart.sh", "scripts/test.sh"} <= scripts
+    for script in scripts:
+        assert (root / script).is_file(), script
+    tests_section = text[text.index("## Tests"):]
+    assert re.search(r"```bash\nbash scripts/test\.sh\b", tests_section)
+    ci = [ln.strip() for ln in (root / ".ci" / "run").read_text().splitlines()
+          if ln.strip() and not ln.lstrip().startswith("#")]
+    assert ci[-1] == "exec bash scripts/test.sh" and "export CI=true" in ci
+    assert (root / "scripts" / "quickstart.sh").read_text().rstrip().endswith(
+        'bin/spikedelay" train "$@"')

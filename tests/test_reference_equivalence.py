@@ -45,3 +45,17 @@ def test_training_step_equals_reference_formulation(restore_torch_globals, kerne
         bad = [t for t in per_sigma["tensors"] if not t["ok"]]
         assert not bad, f"σ={per_sigma['sigma']}: {bad}"
         assert len(per_sigma["tensors"]) == 1 + 2 * 3 + 2 * 2  # loss, 3 delay layers, 2 BNs
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_batch_of_one_equals_reference_formulation(restore_torch_globals):
+    """A batch of one sample (BatchNorm statistics over its time steps alone): loss and every
+    gradient equal the paper's formulation's, and none of them is all zero."""
+    ts = _train_speed()
+    args = ts.parse_args(["--batch", "1", "--hidden", "24", "--frames", "30", "--tol", "1e-10",
+                          "--check-dtype", "float64"])
+    result = ts.run_check(args)
+    for per_sigma in result["per_sigma"]:
+        assert len(per_sigma["tensors"]) == 1 + 2 * 3 + 2 * 2, per_sigma
+        bad = [t for t in per_sigma["tensors"] if not t["ok"] or t["max_abs"] == 0]
+        assert not bad, f"σ={per_sigma['sigma']}: {bad}"

@@ -15,6 +15,11 @@ _LAZY = {
     "evaluate": "spikedelay.api",
     "load_dataset": "spikedelay.data.loaders",
     "DelayedLinear": "spikedelay.delays",
+    "ChannelDelay": "spikedelay.channel_delays",
+    "ChannelDelayedLinear": "spikedelay.channel_delays",
+    "delay_layer": "spikedelay.channel_delays",
+    "DelayMask": "spikedelay.delay_masks",
+    "parameter_counts": "spikedelay.model",
     "LIF": "spikedelay.neurons",
     "LI": "spikedelay.neurons",
     "DelaySNN": "spikedelay.model",
@@ -24,18 +29,21 @@ _LAZY = {
     "load_exported": "spikedelay.deploy.export",
 }
 
-__all__ = ["DelaySNN", "DelayedLinear", "LI", "LIF", "ModelConfig", "RunConfig", "__version__",
-           "evaluate", "load_config", "load_dataset", "load_exported", "sigma_at",
+__all__ = ["ChannelDelay", "ChannelDelayedLinear", "DelayMask", "DelaySNN", "DelayedLinear", "LI",
+           "LIF", "ModelConfig", "RunConfig", "__version__", "delay_layer", "evaluate",
+           "load_config", "load_dataset", "load_exported", "parameter_counts", "sigma_at",
            "summed_softmax_loss", "train", "train_epoch"]
 
 if TYPE_CHECKING:
     from spikedelay.api import evaluate
     from spikedelay.api import train as train
+    from spikedelay.channel_delays import ChannelDelay, ChannelDelayedLinear, delay_layer
     from spikedelay.config import ModelConfig, RunConfig, load_config
     from spikedelay.data.loaders import load_dataset
+    from spikedelay.delay_masks import DelayMask
     from spikedelay.delays import DelayedLinear
     from spikedelay.deploy.export import load_exported
-    from spikedelay.model import DelaySNN
+    from spikedelay.model import DelaySNN, parameter_counts
     from spikedelay.neurons import LI, LIF
     from spikedelay.train.loop import train_epoch
     from spikedelay.train.loss import summed_softmax_loss

@@ -159,7 +159,7 @@ def model_from_checkpoint(state: dict[str, Any], path: Path, cfg: RunConfig,
     model = DelaySNN(cfg.model).to(device)
     try:
         model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError, TypeError, AttributeError) as err:
+    except (KeyError, RuntimeError, TypeError, AttributeError, ValueError) as err:
         first = str(err).splitlines()[0] if str(err) else ""
         raise CheckpointError(f"{path}: weights do not fit the model of its own config: "
                               f"{type(err).__name__}: {first}") from None

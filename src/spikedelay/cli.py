@@ -117,6 +117,9 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
                    help="test (default) or val: the split the model was selected on")
     p.add_argument("--device", metavar="DEVICE",
                    help="auto, cpu, cuda or cuda:N (default: the run's train.device)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (what eval always prints: accuracy, loss and "
+                        "the per-class confusion matrix); for scripts that say so explicitly")
     p.set_defaults(handler=_eval)
 
 
@@ -135,7 +138,15 @@ def _compare_parser(sub: argparse._SubParsersAction) -> None:
                        "(rerun the same command to resume)")
     _add_run_args(p)
     p.add_argument("--variants", default="none,fixed,learned",
-                   help="comma-separated model.delays values (default: none,fixed,learned)")
+                   help="comma-separated model.delays values (default: none,fixed,learned; "
+                        "ignored with --grid/--variant)")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="vary any config key over these values; several --grid: their product "
+                        "(e.g. --grid model.delay_kind=synaptic,axonal,dendritic)")
+    p.add_argument("--variant", action="append", default=[], dest="explicit",
+                   metavar="NAME:KEY=V,...",
+                   help="one named variant with its own settings (repeatable; with --grid too), "
+                        "e.g. axonal-S0.5:model.delay_kind=axonal,model.delay_sparsity=0.5")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0 … N-1 per variant (default 3)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="study folder: DIR/runs/<variant>-s<seed>/, results.md, results.json")
@@ -149,7 +160,8 @@ def _compare(args: argparse.Namespace) -> int:
     from spikedelay.train.compare import run_study
 
     run_study(args.config, args.variants, args.seeds, Path(args.out), data=args.data,
-              overrides=args.overrides, progress=not args.quiet,
+              overrides=args.overrides, grid=args.grid, explicit=args.explicit,
+              progress=not args.quiet,
               command=shlex.join(["spikedelay", *sys.argv[1:]]) if sys.argv[1:2] == ["compare"]
               else None)
     return 0
@@ -159,14 +171,27 @@ def _compare(args: argparse.Namespace) -> int:
 def _configs_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("configs", help="list the builtin recipes, or print one resolved")
     p.add_argument("name", nargs="?", help="print this recipe with every default filled in")
+    p.add_argument("--params", action="store_true",
+                   help="print the recipe's trainable parameter count (and its active delays)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable), as for train")
     p.set_defaults(handler=_configs)
 
 
 def _configs(args: argparse.Namespace) -> int:
     from spikedelay.config import builtin_configs, dump_config, load_config
+    from spikedelay.errors import ConfigError
 
-    if args.name:
-        print(dump_config(load_config(args.name)), end="")
+    if args.params:
+        if not args.name:
+            raise ConfigError("configs --params needs a recipe name or YAML path")
+        from spikedelay.model import parameter_counts
+
+        counts = parameter_counts(load_config(args.name, args.set).model)
+        print(f"{args.name}: {counts['parameters']:,} trainable parameters "
+              f"({counts['delays']:,} delays, {counts['active_delays']:,} active)")
+    elif args.name:
+        print(dump_config(load_config(args.name, args.set)), end="")
     else:
         print("\n".join(builtin_configs()))
     return 0
@@ -279,9 +304,24 @@ def main(argv: list[str] | None = None) -> int:
     except SpikeDelayError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except RuntimeError as err:
+        if not _is_kernel_backend_error(err):
+            raise
+        print(f"error: {err}", file=sys.stderr)  # e.g. a bad SPIKEDELAY_KERNELS
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+def _is_kernel_backend_error(err: BaseException) -> bool:
+    """Whether ``err`` is the kernel dispatch point's error (a bad or impossible forced backend).
+
+    Why by module: ``ops/`` imports nothing of the package, so its error cannot subclass
+    SpikeDelayError; it can only have been raised once ``ops.dispatch`` was imported.
+    """
+    dispatch = sys.modules.get("spikedelay.ops.dispatch")
+    return dispatch is not None and isinstance(err, dispatch.KernelBackendError)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ import yaml
 from spikedelay.errors import ConfigError
 
 DelayMode = Literal["learned", "fixed", "none"]
+DelayKind = Literal["synaptic", "axonal", "dendritic"]
+Interpolation = Literal["gaussian", "triangle"]
+DelayMaskKind = Literal["random", "learned"]
 Padding = Literal["reference", "causal"]
 Protocol = Literal["validation", "test-selected"]
 DatasetName = Literal["synthdigits", "shd", "ssc", "gsc"]
@@ -57,6 +60,10 @@ class ModelConfig:
     kernel_count: int = 1  # Gaussian bumps per synapse
     delays: DelayMode = "learned"  # learned | fixed (random, frozen) | none (plain linear)
     padding: Padding = "reference"  # reference: left K-1, right (K-1)//2 per layer
+    delay_kind: DelayKind = "synaptic"  # one delay per synapse | per input | per output channel
+    interpolation: Interpolation = "gaussian"  # training kernel of learned delays
+    delay_sparsity: float = 0.0  # share of delays switched off (delay 0), in [0, 1)
+    delay_mask: DelayMaskKind = "random"  # which: drawn once from the seed | learned top-k
     dropout: float = 0.4
     tau: float = 1.005  # membrane time constant in steps (SpikingJelly convention)
     readout_tau: float = 1.005
@@ -93,12 +100,17 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # The parameter count the recipe must build; checked by tests (every shipped recipe declares
+    # one, as the top-level key ``expected_params``). A statement about the recipe, not a setting
+    # of the run: it is not saved with a run (``to_dict``), so it never changes a run's identity.
+    expected_params: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+RECIPE_KEYS: dict[str, Any] = {"expected_params": int | None}  # top-level keys besides sections
 
 
 def builtin_configs() -> list[str]:
@@ -213,6 +225,11 @@ def _range_problems(cfg: RunConfig) -> list[str]:
     checks = [
         (m.max_delay >= 1, "model.max_delay", m.max_delay, "an integer >= 1"),
         (m.kernel_count >= 1, "model.kernel_count", m.kernel_count, "an integer >= 1"),
+        (m.kernel_count == 1 or m.delay_kind == "synaptic", "model.kernel_count",
+         m.kernel_count, f"1 with model.delay_kind = {m.delay_kind} (one delay per channel)"),
+        (0.0 <= m.delay_sparsity < 1.0, "model.delay_sparsity", m.delay_sparsity, "in [0, 1)"),
+        (m.delay_sparsity == 0 or m.delays != "none", "model.delay_sparsity",
+         m.delay_sparsity, "0 with model.delays = none (there are no delays to switch off)"),
         (0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "in [0, 1)"),
         (len(m.hidden) >= 1 and all(h >= 1 for h in m.hidden), "model.hidden", m.hidden,
          "a non-empty list of integers >= 1"),
@@ -273,12 +290,32 @@ def _data_problems(d: DataConfig) -> list[str]:
 
 
 def build_config(raw: dict[str, Any]) -> RunConfig:
-    """Make a RunConfig from nested dicts, reporting every unknown key and wrong type at once."""
+    """Make a RunConfig from nested dicts, reporting every unknown key and wrong type at once.
+
+    Example::
+
+        >>> build_config({"model": {"hidden": [64]}}).model.hidden
+        [64]
+        >>> build_config({"model": {"colour": "blue"}, "train": {"epochs": 0}})
+        ... # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        spikedelay.errors.ConfigError: invalid configuration:
+          unknown key 'model.colour': allowed are in_features, hidden, ...
+          train.epochs = 0: must be an integer >= 1
+    """
     problems: list[str] = []
     sections: dict[str, Any] = {}
     for name in raw:
-        if name not in SECTIONS:
-            problems.append(f"unknown section '{name}': allowed are {', '.join(SECTIONS)}")
+        if name not in SECTIONS and name not in RECIPE_KEYS:
+            allowed = ", ".join([*SECTIONS, *RECIPE_KEYS])
+            problems.append(f"unknown section '{name}': allowed are {allowed}")
+    recipe: dict[str, Any] = {}
+    for key, hint in RECIPE_KEYS.items():
+        if key in raw:
+            if _type_ok(raw[key], hint):
+                recipe[key] = raw[key]
+            else:
+                problems.append(f"{key} = {raw[key]!r}: must be {_describe(hint)}")
     for name, cls in SECTIONS.items():
         values = raw.get(name) or {}
         if not isinstance(values, dict):
@@ -302,7 +339,7 @@ def build_config(raw: dict[str, Any]) -> RunConfig:
                 continue
             kwargs[key] = value
         sections[name] = cls(**kwargs)
-    cfg = RunConfig(**sections)
+    cfg = RunConfig(**sections, **recipe)
     # Range checks run on the keys that parsed, so one message lists every problem.
     problems += _range_problems(cfg)
     if problems:

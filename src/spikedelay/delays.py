@@ -11,8 +11,16 @@ Dilated Convolutions with Learnable Spacings", ICLR 2024). Each synapse ``(j, i)
       g(k)  = exp(-1/2 ((k - c) / σ_eff)^2),   σ_eff = |σ| + 0.27,   k = 0 … K-1
       kernel[j, i, k] = Σ_copies  w · g(k) / (Σ_k g(k) + 1e-7)
 
+  or, with ``interpolation="triangle"``, a triangle ``max(0, |σ| + 1 - |k - c|)`` normalised the
+  same way (dcls ``version="max"``; ``"v1"`` at ``σ = 0``, linear interpolation):
+  :func:`triangle_kernel`;
+
 * evaluation, and always for fixed delays: one tap per synapse at the rounded position
   (integer delays), ``kernel[j, i, K-1-d] += w``.
+
+Sparse delays (``sparsity > 0``, :mod:`spikedelay.delay_masks`) put the masked synapse copies at
+delay 0. One delay per input or output channel instead of per synapse (axonal, dendritic):
+:mod:`spikedelay.channel_delays`.
 
 ``conv1d`` is a cross-correlation, so tap ``k`` reads the input ``K-1-k`` steps in the past:
 the delay of a synapse is ``d = K-1 - c``, which is ``K//2 - p`` for odd ``K`` (the DCLS
@@ -38,7 +46,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spikedelay.config import DelayMode, Padding  # one definition, validated by the config
+from spikedelay.config import (  # one definition each, validated by the config
+    DelayMode,
+    Interpolation,
+    Padding,
+)
+from spikedelay.delay_masks import DelayMask, MaskKind
 from spikedelay.ops.gaussian import NORM_EPS  # dcls' epsilon in the normalisation
 
 ConvMethod = Literal["auto", "direct", "fft"]
@@ -95,6 +108,31 @@ def gaussian_kernel(
     g = torch.exp(-0.5 * z * z)
     g = g / (g.sum(-1, keepdim=True) + NORM_EPS)
     return torch.einsum("oikt,oik->oit", g, weight)
+
+
+def triangle_kernel(
+    weight: Tensor, position: Tensor, sigma: Tensor | float, max_delay: int
+) -> Tensor:
+    """Dense delay kernel from triangle-interpolated positions (dcls ``version="max"``).
+
+    ``g(k) = max(0, h - |k - c|)`` with half-width ``h = |σ| + 1`` and ``c = p + K//2``,
+    normalised to sum 1 (+1e-7) over the taps, times the weight. ``σ = 0`` is dcls' ``"v1"``:
+    linear interpolation between the two nearest taps. Shapes as :func:`gaussian_kernel`.
+    """
+    taps = torch.arange(max_delay, device=position.device, dtype=position.dtype)
+    half = torch.as_tensor(sigma, dtype=position.dtype, device=position.device).abs() + 1.0
+    centre = position + max_delay // 2
+    g = torch.relu(half - (taps - centre.unsqueeze(-1)).abs())  # (out, in, kc, K)
+    g = g / (g.sum(-1, keepdim=True) + NORM_EPS)
+    return torch.einsum("oikt,oik->oit", g, weight)
+
+
+def interpolated_kernel(weight: Tensor, position: Tensor, sigma: Tensor | float, max_delay: int,
+                        interpolation: Interpolation) -> Tensor:
+    """The training kernel of ``interpolation`` (``"gaussian"`` or ``"triangle"``)."""
+    if interpolation == "triangle":
+        return triangle_kernel(weight, position, sigma, max_delay)
+    return gaussian_kernel(weight, position, sigma, max_delay)
 
 
 def integer_kernel(weight: Tensor, delays: Tensor, max_delay: int) -> Tensor:
@@ -163,6 +201,12 @@ class DelayedLinear(nn.Module):
             no-delay baseline, a linear layer per time step with ``T' = T``).
         padding: ``"reference"`` (left ``K-1``, right ``(K-1)//2``: ``T' = T + (K-1)//2``) or
             ``"causal"`` (left ``K-1``: ``T' = T``).
+        interpolation: training kernel of learned delays, ``"gaussian"`` (dcls ``"gauss"``) or
+            ``"triangle"`` (dcls ``"max"``, half-width ``|σ| + 1``); evaluation is integer
+            either way.
+        sparsity, mask: a fraction ``sparsity`` of the delay parameters (synapse copies) has
+            delay 0, chosen by a :class:`~spikedelay.delay_masks.DelayMask` (``"random"`` or
+            ``"learned"``); ``sparsity=0`` (default) builds no mask.
 
     Parameters/buffers: ``weight`` (out, in, kc) Parameter, Kaiming-uniform with ReLU gain
     (fan_in = in · kc, bound ``sqrt(6 / fan_in)``); ``position`` (out, in, kc) Parameter for
@@ -189,12 +233,20 @@ class DelayedLinear(nn.Module):
         kernel_count: int = 1,
         delays: DelayMode = "learned",
         padding: Padding = "reference",
+        interpolation: Interpolation = "gaussian",
+        sparsity: float = 0.0,
+        mask: MaskKind = "random",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         if delays not in ("learned", "fixed", "none"):
             raise ValueError(f"delays must be 'learned', 'fixed' or 'none', got {delays!r}")
+        if interpolation not in ("gaussian", "triangle"):
+            raise ValueError(
+                f"interpolation must be 'gaussian' or 'triangle', got {interpolation!r}")
+        if sparsity and delays == "none":
+            raise ValueError("delay sparsity needs delays (delays='learned' or 'fixed')")
         if max_delay < 1 or kernel_count < 1 or in_features < 1 or out_features < 1:
             raise ValueError("in_features, out_features, max_delay and kernel_count must be >= 1")
         self.left_pad, self.right_pad = padding_amounts(max_delay, padding)
@@ -205,6 +257,7 @@ class DelayedLinear(nn.Module):
         self.kernel_count = 1 if delays == "none" else kernel_count
         self.delays = delays
         self.padding = padding
+        self.interpolation = interpolation
         shape = (out_features, in_features, self.kernel_count)
         self.weight = nn.Parameter(torch.empty(shape, **factory))
         if delays == "learned":
@@ -215,6 +268,8 @@ class DelayedLinear(nn.Module):
             self.position = None
         self.register_buffer("sigma", torch.tensor(float(max_delay // 2), **factory))
         self.reset_parameters()
+        # drawn after the weights and positions, so a run without sparsity draws what it did
+        self.delay_mask = DelayMask(shape, sparsity, mask, device=device) if sparsity else None
 
     def reset_parameters(self) -> None:
         """Kaiming-uniform (ReLU gain) weights; positions uniform (learned) or random integers."""
@@ -250,7 +305,19 @@ class DelayedLinear(nn.Module):
         """Integer delays in steps, (out, in, kc) int64 in ``0 … K-1`` (all 0 for ``"none"``)."""
         if self.position is None:
             return torch.zeros(self.weight.shape, dtype=torch.int64, device=self.weight.device)
-        return positions_to_delays(self.position, self.max_delay)
+        d = positions_to_delays(self.position, self.max_delay)
+        return d if self.delay_mask is None else d * self.delay_mask.hard()
+
+    def set_sparsity(self, sparsity: float) -> None:
+        """Set the current delay sparsity ``S_t`` (learned masks; see :mod:`delay_masks`)."""
+        if self.delay_mask is not None:
+            self.delay_mask.set_sparsity(sparsity)
+
+    def active_delays(self) -> int:
+        """Delay parameters in use (all synapse copies unless masked; 0 for ``"none"``)."""
+        if self.position is None:
+            return 0
+        return self.position.numel() if self.delay_mask is None else self.delay_mask.active_count()
 
     def kernel(self, integer: bool | None = None) -> Tensor:
         """The dense kernel (out, in, K) that :meth:`forward` uses.
@@ -261,7 +328,15 @@ class DelayedLinear(nn.Module):
         if integer is None:
             integer = not (self.training and self.delays == "learned")
         if not integer and self.delays == "learned":
-            return gaussian_kernel(self.weight, self.position, self.sigma, self.max_delay)
+            if self.delay_mask is None:
+                return interpolated_kernel(self.weight, self.position, self.sigma,
+                                           self.max_delay, self.interpolation)
+            # masked copies sit at delay 0 (tap K-1); straight-through for learned masks
+            m = self.delay_mask(self.weight.dtype)
+            moving = interpolated_kernel(self.weight * m, self.position, self.sigma,
+                                         self.max_delay, self.interpolation)
+            still = torch.zeros_like(self.weight, dtype=torch.int64)
+            return moving + integer_kernel(self.weight * (1 - m), still, self.max_delay)
         return integer_kernel(self.weight, self.integer_delays(), self.max_delay)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -284,5 +359,5 @@ class DelayedLinear(nn.Module):
         return (
             f"{self.in_features}, {self.out_features}, max_delay={self.max_delay}, "
             f"kernel_count={self.kernel_count}, delays={self.delays}, padding={self.padding}, "
-            f"sigma={float(self.sigma):.4g}"
+            f"interpolation={self.interpolation}, sigma={float(self.sigma):.4g}"
         )

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from spikedelay.channel_delays import ChannelDelayedLinear, delay_layer, state_delay_kind
 from spikedelay.config import ModelConfig
 from spikedelay.delays import DelayedLinear
 from spikedelay.neurons import (
@@ -44,6 +45,17 @@ class Recording(NamedTuple):
     spike_lengths: list[Tensor]
 
 
+DelayLayer = DelayedLinear | ChannelDelayedLinear
+
+
+def make_delay_layer(in_features: int, out_features: int, cfg: ModelConfig) -> DelayLayer:
+    """The delay layer of ``cfg.delay_kind`` (synaptic, axonal or dendritic) for one block."""
+    return delay_layer(in_features, out_features, cfg.max_delay, kind=cfg.delay_kind,
+                       kernel_count=cfg.kernel_count, delays=cfg.delays, padding=cfg.padding,
+                       interpolation=cfg.interpolation, sparsity=cfg.delay_sparsity,
+                       mask=cfg.delay_mask)
+
+
 class HiddenLayer(nn.Module):
     """One hidden block: delay → masked BatchNorm → LIF → dropout (→ zero padded steps).
 
@@ -52,10 +64,7 @@ class HiddenLayer(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, cfg: ModelConfig) -> None:
         super().__init__()
-        self.delay = DelayedLinear(
-            in_features, out_features, cfg.max_delay, kernel_count=cfg.kernel_count,
-            delays=cfg.delays, padding=cfg.padding,
-        )
+        self.delay = make_delay_layer(in_features, out_features, cfg)
         self.norm = MaskedBatchNorm1d(out_features)
         self.lif = LIF(tau=cfg.tau, threshold=cfg.threshold, alpha=cfg.surrogate_alpha)
         self.dropout = SequenceDropout(cfg.dropout)
@@ -95,10 +104,7 @@ class DelaySNN(nn.Module):
         self.hidden = nn.ModuleList(
             HiddenLayer(a, b, cfg) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
         )
-        self.readout = DelayedLinear(
-            sizes[-1], cfg.n_classes, cfg.max_delay, kernel_count=cfg.kernel_count,
-            delays=cfg.delays, padding=cfg.padding,
-        )
+        self.readout = make_delay_layer(sizes[-1], cfg.n_classes, cfg)
         self.li = LI(tau=cfg.readout_tau)
 
     # -- forward --------------------------------------------------------------------------------
@@ -143,7 +149,7 @@ class DelaySNN(nn.Module):
         return self._run(x, lengths)
 
     # -- delays ---------------------------------------------------------------------------------
-    def delay_layers(self) -> list[DelayedLinear]:
+    def delay_layers(self) -> list[DelayLayer]:
         """Every delay layer, input to output (hidden layers, then the readout)."""
         return [layer.delay for layer in self.hidden] + [self.readout]
 
@@ -157,23 +163,53 @@ class DelaySNN(nn.Module):
         for layer in self.delay_layers():
             layer.clamp_positions_()
 
+    def set_sparsity(self, sparsity: float) -> None:
+        """Set the current delay sparsity ``S_t`` of learned masks (the ramp, once per epoch)."""
+        for layer in self.delay_layers():
+            layer.set_sparsity(sparsity)
+
+    def num_delays(self) -> int:
+        """Delay parameters (positions) of every layer, masked or not (0 without delays)."""
+        return sum(0 if layer.position is None else layer.position.numel()
+                   for layer in self.delay_layers())
+
+    def num_active_delays(self) -> int:
+        """Delays in use: ``num_delays()`` minus those switched off by sparsity masks."""
+        return sum(layer.active_delays() for layer in self.delay_layers())
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As :meth:`nn.Module.load_state_dict`, but a state of another delay kind is one clear
+        ``ValueError`` instead of a list of missing keys."""
+        saved = state_delay_kind(state_dict)
+        if saved != self.cfg.delay_kind:
+            raise ValueError(f"the saved weights hold {saved} delays but this model has "
+                             f"model.delay_kind = {self.cfg.delay_kind}")
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     # -- parameters -----------------------------------------------------------------------------
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Trainable parameters by optimiser group.
 
         ``"weights"``: delay-layer weights (Adam with weight decay); ``"positions"``: learned
         delay positions (separate Adam, no weight decay; empty unless ``delays="learned"``);
-        ``"norm"``: BatchNorm scale and shift (no weight decay). Together: every trainable
-        parameter, each once.
+        ``"norm"``: BatchNorm scale and shift (no weight decay); ``"mask_scores"``: scores of
+        learned delay masks (with the weights' optimiser, no weight decay; only when there are
+        any). Together: every
+        trainable parameter, each once.
         """
         layers = self.delay_layers()
-        return {
+        groups = {
             "weights": [layer.weight for layer in layers],
             "positions": [
                 layer.position for layer in layers if isinstance(layer.position, nn.Parameter)
             ],
             "norm": [p for layer in self.hidden for p in layer.norm.parameters()],
         }
+        scores = [layer.delay_mask.scores for layer in layers
+                  if layer.delay_mask is not None and layer.delay_mask.scores is not None]
+        if scores:
+            groups["mask_scores"] = scores
+        return groups
 
     def num_parameters(self) -> int:
         """Number of trainable scalars (214,016 for the SHD recipe)."""
@@ -181,4 +217,19 @@ class DelaySNN(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.cfg
-        return f"delays={c.delays}, max_delay={c.max_delay}, padding={c.padding}"
+        return (f"delays={c.delays}, delay_kind={c.delay_kind}, max_delay={c.max_delay}, "
+                f"padding={c.padding}")
+
+
+def parameter_counts(cfg: ModelConfig) -> dict[str, int]:
+    """``{"parameters", "delays", "active_delays"}`` of the network ``cfg`` describes.
+
+    ``parameters``: trainable scalars (as :meth:`DelaySNN.num_parameters`); ``delays``: delay
+    positions among them; ``active_delays``: those not switched off by a sparsity mask. Builds
+    the model under a fixed seed, so the global RNG state is saved and restored.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = DelaySNN(cfg)
+    return {"parameters": net.num_parameters(), "delays": net.num_delays(),
+            "active_delays": net.num_active_delays()}

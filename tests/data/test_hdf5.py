@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -49,10 +48,8 @@ def test_gzip_round_trip_and_reproducible(tmp_path, spike_set, write_set):
     _assert_same(read_spike_file(a), spike_set)
 
 
-def test_reads_the_shared_benchmark_file_if_present():
-    path = Path(__file__).resolve().parents[3] / "shared/data/synthdigits-900/shd_test.h5"
-    if not path.is_file():
-        pytest.skip("shared benchmark file not present")
+def test_reads_the_shared_benchmark_file(shared_path):
+    path = shared_path("data/synthdigits-900/shd_test.h5")
     rec = read_spike_file(path)
     assert len(rec) == 300 and len(rec.class_names) == 20
     with h5py.File(path, "r") as f:

@@ -16,8 +16,6 @@ from spikedelay.data.loaders import default_synthdigits_root, load_dataset, spli
 from spikedelay.data.sets import FramedSet, pad_packed
 from spikedelay.errors import DataError
 
-SHARED = Path(__file__).resolve().parents[3] / "shared/data/synthdigits-900"
-
 
 def _cfg(root, **kw):
     return DataConfig(dataset=kw.pop("dataset", "shd"), root=str(root), **kw)
@@ -158,9 +156,9 @@ def test_default_synthdigits_root_message_or_release():
         assert any(root.glob("shd_train.h5*"))
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="shared benchmark files not present")
-def test_shared_benchmark_set_loads():
-    s = load_dataset(_cfg(SHARED, dataset="synthdigits"), seed=0, protocol="validation",
+def test_shared_benchmark_set_loads(shared_path):
+    root = shared_path("data/synthdigits-900")
+    s = load_dataset(_cfg(root, dataset="synthdigits"), seed=0, protocol="validation",
                      progress=False)
     assert len(s.train) + len(s.val) == 900 and len(s.test) == 300
     assert not set(s.train.speakers.tolist()) & set(s.val.speakers.tolist())

@@ -12,8 +12,6 @@ from spikedelay.checkpoint import save_checkpoint
 from spikedelay.config import ModelConfig, RunConfig, dump_config
 from spikedelay.model import DelaySNN
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "synthdigits-900"
-
 
 def randomised_model(cfg: ModelConfig, seed: int = 0) -> DelaySNN:
     """A DelaySNN with random weights, positions and BatchNorm statistics, in eval mode."""

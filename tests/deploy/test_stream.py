@@ -11,9 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from deploy_helpers import SHARED_DATA, randomised_model, save_run
+from deploy_helpers import randomised_model, save_run
 
-from spikedelay.config import ModelConfig
 from spikedelay.deploy.net import from_model, from_run
 from spikedelay.deploy.stream import (
     Stream,
@@ -37,8 +36,9 @@ def _inputs(batch: int, steps: int, n_in: int, seed: int = 0):
 @pytest.mark.usefixtures("kernel_backend")  # every CPU backend, Triton interpreted
 @pytest.mark.parametrize("padding", ["reference", "causal"])
 @pytest.mark.parametrize("delays", ["learned", "fixed", "none"])
-def test_stream_equals_offline(tiny_cfg, padding, delays):
-    tiny_cfg.padding, tiny_cfg.delays = padding, delays
+@pytest.mark.parametrize("max_delay", [7, 12])  # offline: conv1d, then the DFT path (K >= 8)
+def test_stream_equals_offline(tiny_cfg, padding, delays, max_delay):
+    tiny_cfg.padding, tiny_cfg.delays, tiny_cfg.max_delay = padding, delays, max_delay
     model = randomised_model(tiny_cfg).double()
     x, lengths = _inputs(6, 25, tiny_cfg.in_features)
     with torch.no_grad():
@@ -115,22 +115,22 @@ def test_from_run_folder(tmp_path, tiny_cfg):
         np.testing.assert_array_equal(a.delays, b.delays)
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "shd_test.h5").is_file(), reason="shared data absent")
-def test_whole_synthdigits_test_set():
-    """SHD-recipe network (random, BN calibrated on the data) on all 300 test words."""
-    from spikedelay.data.framing import Framing
-    from spikedelay.data.hdf5 import read_spike_file
-    from spikedelay.data.sets import pad_packed
+def test_whole_shipped_test_set_at_the_quick_recipe_size():
+    """The `quick` recipe's network (140 → 256 → 256 → 20, K = 25: the DFT path offline) on
+    every test word of the SynthDigits release shipped in the package, loaded as training
+    loads it. Random weights and delays, BatchNorm calibrated on the data so it spikes."""
+    from spikedelay.config import load_config
+    from spikedelay.data.loaders import load_dataset
+    from spikedelay.delays import FFT_MIN_TAPS
 
-    rec = read_spike_file(SHARED_DATA / "shd_test.h5")
-    framing = Framing()
-    frames = [framing(t, u) for t, u in zip(rec.times, rec.units, strict=True)]
-    lengths = np.array([len(f) for f in frames])
-    x = torch.from_numpy(pad_packed(np.concatenate(frames), lengths)).float()
-    lengths_t = torch.from_numpy(lengths)
+    cfg = load_config("quick")
+    assert cfg.data.root is None and cfg.model.max_delay == 25 >= FFT_MIN_TAPS
+    test = load_dataset(cfg.data, seed=0, protocol="validation", progress=False).test
+    x, lengths_t = test.frames.float(), test.lengths
+    lengths = lengths_t.numpy()
+    assert len(lengths) == 240 and x.shape[2] == cfg.model.in_features
 
-    cfg = ModelConfig(dropout=0.0)  # SHD recipe: 140 → 256 → 256 → 20, K = 25
-    model = randomised_model(cfg)
+    model = randomised_model(cfg.model)
     with torch.no_grad():  # BN statistics from 60 words (integer delays), layer by layer
         h, hl = x[:60], lengths_t[:60]
         for block in model.hidden:
@@ -146,13 +146,14 @@ def test_whole_synthdigits_test_set():
              for i, s in enumerate(out.spikes)]
     assert all(0.01 < r < 0.5 for r in rates), rates  # a realistic, active network
     m32 = summed_softmax(out.v_out, out.lengths).numpy()
+    assert len(set(m32.argmax(1).tolist())) >= 3  # predictions that can disagree
     np.testing.assert_array_equal(scores.argmax(1), m32.argmax(1))  # same predictions
     off = []
     for b in range(len(lengths)):
         n = int(out.lengths[b])
         if not np.allclose(v[b, :n], out.v_out[b, :n].numpy(), rtol=0, atol=1e-5):
             off.append(b)
-    # float32 convolution sums round differently (~1e-7); over ~8 M neuron-steps a membrane
+    # float32 convolution sums round differently (~1e-7); over ~6 M neuron-steps a membrane
     # potential within that of threshold flips a spike now and then. Every sample beyond 1e-5
     # must be one where float32 itself departs from the exact (float64) offline model, and the
     # stream must equal that exact model.
@@ -168,6 +169,7 @@ def test_whole_synthdigits_test_set():
                        for s64, s32 in zip(exact.spikes, out.spikes, strict=True))
     # the event counts are the offline spike counts
     n_spikes = [float(s.sum()) for s in out.spikes]
+    assert min(n_spikes) > 10_000, n_spikes
     np.testing.assert_allclose(state.events[:, 1:].sum(0), n_spikes, rtol=1e-4)
 
 

@@ -107,7 +107,7 @@ def test_eval_split_val_and_confusion_matrix(tiny, tmp_path, capsys):
     val = json.loads(capsys.readouterr().out)
     assert val["split"] == "val" and val["val_acc"] == final["val_acc"]
     assert val["val_samples"] == final["val_samples"]
-    assert main(["eval", str(run)]) == 0
+    assert main(["eval", str(run), "--json"]) == 0
     test = json.loads(capsys.readouterr().out)
     assert test["test_acc"] == final["test_acc"]
 

@@ -23,7 +23,7 @@ from spikedelay.train.setup import build_model
 
 TINY = """\
 data: {dataset: shd, bin_ms: 20.0, channel_group: 50, val_fraction: 0.2}
-model: {in_features: 14, hidden: [12, 12], n_classes: 3, max_delay: 5, dropout: 0.0}
+model: {in_features: 14, hidden: [12, 12], n_classes: 3, max_delay: 9, dropout: 0.0}
 train: {epochs: 3, batch_size: 7, deterministic: true, device: cpu, threads: 1}
 """
 

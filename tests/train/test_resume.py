@@ -27,7 +27,7 @@ from spikedelay.cli import main
 EPOCHS = 5
 TINY = f"""\
 data: {{dataset: shd, bin_ms: 20.0, channel_group: 50, val_fraction: 0.2}}
-model: {{in_features: 14, hidden: [12, 12], n_classes: 3, max_delay: 5, dropout: 0.2}}
+model: {{in_features: 14, hidden: [12, 12], n_classes: 3, max_delay: 9, dropout: 0.2}}
 train: {{epochs: {EPOCHS}, batch_size: 8, deterministic: true, device: cpu, threads: 1}}
 """
 

@@ -38,6 +38,7 @@ input ends, run ``L·tail`` more steps and silence the neurons of layer ``l`` af
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Literal
@@ -63,10 +64,14 @@ def save_safetensors(net: DeployedNet, path: str | Path) -> Path:
     layers = []
     for idx, layer in enumerate(net.layers):
         tensors[f"layers.{idx}.weight"] = np.ascontiguousarray(layer.weight, dtype=np.float64)
-        tensors[f"layers.{idx}.delays"] = np.ascontiguousarray(layer.delays, dtype=np.int64)
+        tensors[f"layers.{idx}.delays"] = np.ascontiguousarray(layer.native_delays(),
+                                                               dtype=np.int64)
         tensors[f"layers.{idx}.bias"] = np.ascontiguousarray(layer.bias, dtype=np.float64)
+        if layer.active is not None:
+            tensors[f"layers.{idx}.active"] = np.ascontiguousarray(layer.active, dtype=np.uint8)
         layers.append({"neuron": layer.neuron, "tau": layer.tau, "threshold": layer.threshold,
-                       "in_features": layer.in_features, "out_features": layer.out_features})
+                       "in_features": layer.in_features, "out_features": layer.out_features,
+                       "kind": layer.kind})
     header = {"format": FORMAT_ST, "max_delay": net.max_delay, "tail": net.tail,
               "layers": layers, "framing": net.framing, "class_names": net.class_names,
               "equations": "I = sum W x[t-D] + b; LIF: H = V - V/tau + I, S = H >= threshold, "
@@ -90,15 +95,23 @@ def load_safetensors(path: str | Path) -> DeployedNet:
     if header.get("format") != FORMAT_ST:
         raise CheckpointError(f"{path}: unknown export format {header.get('format')!r}")
     try:
-        layers = [
-            DeployedLayer(weight=tensors[f"layers.{i}.weight"],
-                          delays=tensors[f"layers.{i}.delays"].astype(np.int64),
-                          bias=tensors[f"layers.{i}.bias"], neuron=spec["neuron"],
-                          tau=float(spec["tau"]), threshold=float(spec["threshold"]))
-            for i, spec in enumerate(header["layers"])
-        ]
+        layers = []
+        for i, spec in enumerate(header["layers"]):
+            kind = spec.get("kind", "synaptic")
+            weight = tensors[f"layers.{i}.weight"]
+            delays = tensors[f"layers.{i}.delays"].astype(np.int64)
+            if kind != "synaptic":
+                delays = DeployedLayer.synapse_view(delays, kind, *weight.shape[:2])[:, :, None]
+            active = tensors.get(f"layers.{i}.active")
+            layers.append(DeployedLayer(
+                weight=weight, delays=np.ascontiguousarray(delays),
+                bias=tensors[f"layers.{i}.bias"], neuron=spec["neuron"], tau=float(spec["tau"]),
+                threshold=float(spec["threshold"]), kind=kind,
+                active=None if active is None else active.astype(bool)))
     except KeyError as err:
         raise CheckpointError(f"{path}: export is missing {err}") from None
+    except ValueError as err:
+        raise CheckpointError(f"{path}: damaged export: {err}") from None
     return DeployedNet(layers=layers, max_delay=int(header["max_delay"]),
                        tail=int(header["tail"]), framing=dict(header.get("framing") or {}),
                        class_names=list(header.get("class_names") or []))
@@ -121,18 +134,30 @@ def to_nir(net: DeployedNet):
     edges = []
     source = "input"
     for idx, layer in enumerate(net.layers, start=1):
-        stack = layer.delay_stack(net.max_delay)
-        used = [d for d in range(net.max_delay) if np.any(stack[d])] or [0]
         n_out = layer.out_features
+        # dendritic: the bias cannot ride on the weights (it would be delayed): leak potential
+        leak = _leak_for_bias(layer.bias, layer.tau) if layer.kind == "dendritic" else (
+            np.zeros(n_out))
         if layer.neuron == "lif":
             neuron = nir.LIF(tau=np.full(n_out, layer.tau * dt), r=np.full(n_out, layer.tau),
-                             v_leak=np.zeros(n_out), v_threshold=np.full(n_out, layer.threshold),
+                             v_leak=leak, v_threshold=np.full(n_out, layer.threshold),
                              v_reset=np.zeros(n_out), metadata={"layer": idx})
         else:
             neuron = nir.LI(tau=np.full(n_out, layer.tau * dt), r=np.full(n_out, layer.tau),
-                            v_leak=np.zeros(n_out), metadata={"layer": idx})
+                            v_leak=leak, metadata={"layer": idx})
+        if layer.kind == "synaptic":
+            stack = layer.delay_stack(net.max_delay)
+            used = [d for d in range(net.max_delay) if np.any(stack[d])] or [0]
         name = f"layer{idx}.{layer.neuron}"
         nodes[name] = neuron
+        if layer.active is not None:
+            neuron.metadata["inactive_delays"] = json.dumps(
+                np.flatnonzero(~layer.active.reshape(-1)).tolist())
+        if layer.kind != "synaptic":
+            neuron.metadata["delay_kind"] = layer.kind
+            edges += _channel_branch(nir, nodes, layer, idx, source, name, dt)
+            source = name
+            continue
         for k, d in enumerate(used):
             dname, wname = f"layer{idx}.delay{d}", f"layer{idx}.weight{d}"
             nodes[dname] = nir.Delay(delay=np.full(layer.in_features, d * dt))
@@ -148,6 +173,61 @@ def to_nir(net: DeployedNet):
             "framing": json.dumps(net.framing), "class_names": json.dumps(net.class_names),
             "threshold_rule": "spikedelay fires on v >= v_threshold"}
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
+
+
+def _leak_for_bias(bias: np.ndarray, tau: float) -> np.ndarray:
+    """``v_leak`` with ``v_leak / τ == bias`` exactly (float64): a constant input current ``b``
+    is NIR's leak potential ``R·b = τ·b`` (``R = τ``, see module docstring); the nearest floats
+    around ``τ·b`` are tried so that reading it back (``v_leak / r``) gives ``b`` bit for bit."""
+    bias = np.asarray(bias, dtype=np.float64)
+    leak = bias * tau
+    for _ in range(4):
+        off = leak / tau != bias
+        if not off.any():
+            break
+        leak = np.where(off, np.nextafter(leak, np.where(leak / tau < bias, np.inf, -np.inf)),
+                        leak)
+    return leak
+
+
+def _channel_branch(nir, nodes: dict, layer: DeployedLayer, idx: int, source: str, neuron: str,
+                    dt: float) -> list[tuple[str, str]]:
+    """Nodes and edges of an axonal or dendritic layer: one ``Delay`` node, its native form.
+
+    axonal: ``source ▶ Delay(d_i·dt, in) ▶ Affine(W, b) ▶ neuron``; dendritic:
+    ``source ▶ Linear(W) ▶ Delay(d_j·dt, out) ▶ neuron`` (bias as the neuron's leak).
+    """
+    dname, wname = f"layer{idx}.delay", f"layer{idx}.weight"
+    w = np.ascontiguousarray(layer.weight[:, :, 0])
+    nodes[dname] = nir.Delay(delay=layer.channel_delays.astype(np.float64) * dt,
+                             metadata={"delay_kind": layer.kind})
+    if layer.kind == "axonal":
+        nodes[wname] = nir.Affine(weight=w, bias=layer.bias.astype(np.float64))
+        return [(source, dname), (dname, wname), (wname, neuron)]
+    nodes[wname] = nir.Linear(weight=w)
+    return [(source, wname), (wname, dname), (dname, neuron)]
+
+
+def _read_channel_layer(graph, incoming: dict, name: str, dt: float,
+                        where: str) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    """(kind, weight (out, in), channel delays, bias) of an axonal/dendritic neuron's inputs."""
+    node = graph.nodes[name]
+    kind = node.metadata["delay_kind"]
+    try:
+        (first,) = incoming[name]
+        (second,) = incoming[first]
+    except (KeyError, ValueError):
+        raise CheckpointError(f"{where}: {kind} layer {name} is not one delay and one weight "
+                              "branch") from None
+    dnode, wnode = (graph.nodes[second], graph.nodes[first]) if kind == "axonal" else (
+        graph.nodes[first], graph.nodes[second])
+    delays = np.rint(np.asarray(dnode.delay, dtype=np.float64) / dt).astype(np.int64)
+    weight = np.asarray(wnode.weight, dtype=np.float64)
+    if kind == "axonal":
+        bias = np.asarray(wnode.bias, dtype=np.float64)
+    else:
+        bias = np.asarray(node.v_leak, dtype=np.float64) / np.asarray(node.r, dtype=np.float64)
+    return kind, weight, delays, bias
 
 
 def save_nir(net: DeployedNet, path: str | Path) -> Path:
@@ -182,6 +262,21 @@ def layer_from_stack(stack: np.ndarray, bias: np.ndarray, neuron: str, tau: floa
                          neuron=neuron, tau=float(tau), threshold=float(threshold))
 
 
+def _read_active(node):
+    """A function of the native delay shape giving the active-delay mask, or None (all)."""
+    text = (node.metadata or {}).get("inactive_delays")
+    if text is None:
+        return None
+    off = np.asarray(json.loads(str(text)), dtype=np.int64)
+
+    def build(shape: tuple[int, ...]) -> np.ndarray:
+        mask = np.ones(int(np.prod(shape)), dtype=bool)
+        mask[off] = False
+        return mask.reshape(shape)
+
+    return build
+
+
 def from_nir(graph, *, where: str = "NIR graph") -> DeployedNet:
     """Rebuild a :class:`DeployedNet` from a graph written by :func:`to_nir`."""
     nir = _nir()
@@ -199,6 +294,18 @@ def from_nir(graph, *, where: str = "NIR graph") -> DeployedNet:
     for name in neurons:
         node = graph.nodes[name]
         n_out = int(np.asarray(node.r).shape[0])
+        active = _read_active(node)
+        if "delay_kind" in node.metadata:
+            kind, weight, delays, bias = _read_channel_layer(graph, incoming, name, dt, where)
+            view = DeployedLayer.synapse_view(delays, kind, *weight.shape)
+            layers.append(DeployedLayer(
+                weight=weight[:, :, None], delays=np.ascontiguousarray(view[:, :, None]),
+                bias=bias, neuron="lif" if isinstance(node, nir.LIF) else "li",
+                tau=float(np.asarray(node.r).flat[0]),
+                threshold=float(np.asarray(node.v_threshold).flat[0])
+                if isinstance(node, nir.LIF) else 0.0, kind=kind,
+                active=None if active is None else active(delays.shape)))
+            continue
         stack = None
         bias = np.zeros(n_out)
         for wname in incoming.get(name, []):
@@ -215,10 +322,13 @@ def from_nir(graph, *, where: str = "NIR graph") -> DeployedNet:
             raise CheckpointError(f"{where}: neuron node {name} has no weight branches")
         tau = float(np.asarray(node.r).flat[0])  # R = τ in steps (see module docstring)
         if isinstance(node, nir.LIF):
-            layers.append(layer_from_stack(stack, bias, "lif", tau,
-                                           float(np.asarray(node.v_threshold).flat[0])))
+            layer = layer_from_stack(stack, bias, "lif", tau,
+                                     float(np.asarray(node.v_threshold).flat[0]))
         else:
-            layers.append(layer_from_stack(stack, bias, "li", tau, 0.0))
+            layer = layer_from_stack(stack, bias, "li", tau, 0.0)
+        if active is not None:
+            layer = dataclasses.replace(layer, active=active(layer.delays.shape))
+        layers.append(layer)
     return DeployedNet(layers=layers, max_delay=k, tail=int(meta["tail"]),
                        framing=json.loads(str(meta.get("framing", "{}"))),
                        class_names=json.loads(str(meta.get("class_names", "[]"))))

@@ -10,7 +10,10 @@ report share, so they cannot disagree. Per layer (hidden layers, then the readou
 ``W`` is the delay layer's weight times the BatchNorm scale ``γ / sqrt(running_var + ε)`` and
 ``b`` the BatchNorm shift ``β - running_mean · scale`` (zero for the readout), both computed in
 float64 so that every consumer sees the same numbers bit for bit. ``D`` are the rounded delays
-(``DelayedLinear.integer_delays``). Dropout is the identity at inference.
+(``DelayedLinear.integer_delays``). Dropout is the identity at inference. Axonal and dendritic
+layers (``kind``) hold the same per-synapse form, their delays equal along a row (axonal: one
+per input ``i``) or a column (dendritic: one per output ``j``), so streaming needs nothing new;
+the exports write them in their native per-channel form.
 
 Tail (reference padding): offline, each delay layer pads ``(K-1)//2`` zero steps on the right,
 so hidden layer ``l`` (1-based) is valid for ``T + l·P`` steps and the readout for
@@ -27,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 NeuronKind = Literal["lif", "li"]
+DelayKind = Literal["synaptic", "axonal", "dendritic"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,42 @@ class DeployedLayer:
     neuron: NeuronKind
     tau: float  # membrane time constant in steps
     threshold: float  # LIF only (ignored for "li")
+    kind: DelayKind = "synaptic"  # axonal / dendritic: ``delays`` equal along inputs / outputs
+    active: np.ndarray | None = None  # delays not switched off (native shape); None: all on
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("synaptic", "axonal", "dendritic"):
+            raise ValueError(f"unknown delay kind {self.kind!r}")
+        if self.kind != "synaptic":
+            d = self.delays[:, :, 0]
+            if self.weight.shape[2] != 1 or not np.array_equal(d, self.synapse_view(
+                    self.channel_delays, self.kind, *d.shape)):
+                raise ValueError(f"{self.kind} layer: delays must be one per channel")
+
+    @staticmethod
+    def synapse_view(channel_delays: np.ndarray, kind: DelayKind, n_out: int,
+                     n_in: int) -> np.ndarray:
+        """Per-channel delays as the (out, in) delays of every synapse they reach."""
+        d = np.asarray(channel_delays, dtype=np.int64)
+        return np.broadcast_to(d[None, :] if kind == "axonal" else d[:, None], (n_out, n_in))
+
+    @property
+    def channel_delays(self) -> np.ndarray:
+        """One delay per input (axonal, (in,)) or output channel (dendritic, (out,)), int64."""
+        if self.kind == "axonal":
+            return self.delays[0, :, 0].copy()
+        if self.kind == "dendritic":
+            return self.delays[:, 0, 0].copy()
+        raise ValueError("a synaptic layer has one delay per synapse, not per channel")
+
+    def native_delays(self) -> np.ndarray:
+        """The delays in the layer's own form: per synapse (out, in, kc) or per channel."""
+        return self.delays if self.kind == "synaptic" else self.channel_delays
+
+    def active_delays(self) -> np.ndarray:
+        """Delays in use, in :meth:`native_delays`' shape (masked-out ones have delay 0)."""
+        d = self.native_delays()
+        return d[self.active] if self.active is not None else d.reshape(-1)
 
     @property
     def in_features(self) -> int:
@@ -154,13 +194,20 @@ def from_model(model, *, framing: dict[str, Any] | None = None,
 
 def _layer(delay, scale: np.ndarray, shift: np.ndarray, neuron: NeuronKind, tau: float,
            threshold: float) -> DeployedLayer:
+    kind = getattr(delay, "kind", "synaptic")
     w = delay.weight.detach().double().cpu().numpy()
-    d = delay.integer_delays().cpu().numpy().astype(np.int64)
+    if kind == "synaptic":
+        d = delay.integer_delays().cpu().numpy().astype(np.int64)
+    else:  # (out, in) weight of the linear map; the channel delays reach every synapse
+        w = w[:, :, None]
+        d = delay.synapse_delays().cpu().numpy().astype(np.int64)
+    mask = getattr(delay, "delay_mask", None)
+    active = None if mask is None else mask.hard().cpu().numpy().astype(bool)
     return DeployedLayer(
         weight=np.ascontiguousarray(w * scale[:, None, None]),
         delays=np.ascontiguousarray(d),
         bias=np.ascontiguousarray(shift.astype(np.float64)),
-        neuron=neuron, tau=float(tau), threshold=float(threshold),
+        neuron=neuron, tau=float(tau), threshold=float(threshold), kind=kind, active=active,
     )
 
 

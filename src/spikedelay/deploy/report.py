@@ -9,6 +9,10 @@ inference actually executes):
   output step of each layer.
 * **dense MACs (1 tap)**: a dense matrix product per step with one tap per synapse copy,
   ``out · in · kc`` per output step: the best a non-event-driven integer-delay engine can do.
+
+Axonal and dendritic layers: their dense cost is the linear map plus the depthwise ``(C, K)``
+shift, ``out · in + C · K`` per step (conv), and ``out · in`` with integer shifts (1 tap). Their
+SOPs are counted by the same engine (each event reaches ``out`` synapses at the channel's delay).
 """
 
 from __future__ import annotations
@@ -50,6 +54,11 @@ def layer_costs(net: DeployedNet, frames: np.ndarray, lengths: np.ndarray) -> li
         steps = steps + net.tail  # this layer's output steps per sample
         mean_steps = float(steps.mean())
         kc = layer.weight.shape[2]
+        per_step_conv = layer.out_features * layer.in_features * net.max_delay
+        per_step_tap = layer.out_features * layer.in_features * kc
+        if layer.kind != "synaptic":  # linear map + depthwise (C, K) shift / an integer gather
+            per_step_conv = layer.out_features * layer.in_features + (
+                layer.channel_delays.size * net.max_delay)
         rate = float("nan")
         if idx + 1 < len(net.layers):  # spikes of this layer = events of the next
             rate = float(state.events[:, idx + 1].sum() / (layer.out_features * steps.sum()))
@@ -58,8 +67,8 @@ def layer_costs(net: DeployedNet, frames: np.ndarray, lengths: np.ndarray) -> li
             in_features=layer.in_features, out_features=layer.out_features,
             synapses=int(np.count_nonzero(layer.delay_stack(net.max_delay))),
             spike_rate=rate, events=float(events[idx]), sops=float(sops[idx]),
-            dense_conv_macs=layer.out_features * layer.in_features * net.max_delay * mean_steps,
-            dense_tap_macs=layer.out_features * layer.in_features * kc * mean_steps,
+            dense_conv_macs=per_step_conv * mean_steps,
+            dense_tap_macs=per_step_tap * mean_steps,
         ))
     return rows
 
@@ -87,6 +96,28 @@ def _plot_curves(history: list[dict], path: Path) -> bool:
     return True
 
 
+def delay_values(layer) -> np.ndarray:
+    """The integer delays a layer's histogram shows: one per active channel (axonal,
+    dendritic), or one per active synapse copy with a non-zero weight (synaptic)."""
+    if layer.kind != "synaptic":
+        return layer.active_delays()
+    keep = layer.weight != 0
+    if layer.active is not None:
+        keep &= layer.active
+    return layer.delays[keep]
+
+
+def delay_summary(net: DeployedNet) -> list[str]:
+    """One line per layer: delay kind, active delays and their range (for the report)."""
+    lines = []
+    for idx, layer in enumerate(net.layers, start=1):
+        d = layer.active_delays()
+        total = layer.native_delays().size
+        rng = f"{int(d.min())}–{int(d.max())} steps, mean {d.mean():.1f}" if d.size else "–"
+        lines.append(f"| layer {idx} | {layer.kind} | {d.size:,} / {total:,} | {rng} |")
+    return lines
+
+
 def _plot_delays(net: DeployedNet, path: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -94,9 +125,9 @@ def _plot_delays(net: DeployedNet, path: Path) -> None:
                              squeeze=False)
     bins = np.arange(net.max_delay + 1) - 0.5
     for ax, (idx, layer) in zip(axes[0], enumerate(net.layers), strict=True):
-        d = layer.delays[layer.weight != 0]
+        d = delay_values(layer)
         ax.hist(d, bins=bins, color="C0")
-        ax.set_title(f"layer {idx + 1}: delays")
+        ax.set_title(f"layer {idx + 1}: {layer.kind} delays ({d.size:,})", fontsize=9)
         ax.set_xlabel(f"delay (steps of {net.bin_ms:g} ms)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -187,7 +218,10 @@ def write_report(run_dir: str | Path, *, data_root: str | None = None, samples: 
         f"- checkpoint: `{checkpoint}` (epoch {state.get('epoch')}), delays: "
         f"{cfg.model.delays}, K = {cfg.model.max_delay} ({cfg.model.max_delay * net.bin_ms:g} "
         f"ms), padding: {cfg.model.padding}",
-        f"- trainable parameters: {params:,}; deployed synapses (non-zero, after merging "
+        f"- delay kind: {cfg.model.delay_kind}, interpolation: {cfg.model.interpolation}, "
+        f"delay sparsity: {cfg.model.delay_sparsity:g} ({cfg.model.delay_mask} mask)",
+        f"- trainable parameters: {params:,} ({model.num_delays():,} delays, "
+        f"{model.num_active_delays():,} active); deployed synapses (non-zero, after merging "
         f"copies): {net.synapse_count():,}",
     ]
     for key in ("val_acc", "test_acc"):
@@ -197,8 +231,12 @@ def write_report(run_dir: str | Path, *, data_root: str | None = None, samples: 
     if _plot_curves(read_history(run_dir), fig_dir / "curves.png"):
         lines += ["## Training curves", "", "![training curves](report/curves.png)", ""]
     _plot_delays(net, fig_dir / "delays.png")
-    lines += ["## Learned delays (integer, per synapse with a non-zero weight)", "",
-              "![delay histograms](report/delays.png)", ""]
+    kind = cfg.model.delay_kind
+    what = ("per synapse with a non-zero weight" if kind == "synaptic" else
+            f"one per {'input' if kind == 'axonal' else 'output'} channel")
+    lines += [f"## Learned delays ({kind}: integer, {what}; switched-off delays left out)", "",
+              "| layer | kind | active delays | active delays' range |", "|---|---|---|---|",
+              *delay_summary(net), "", "![delay histograms](report/delays.png)", ""]
 
     frames = lengths = labels = None
     try:

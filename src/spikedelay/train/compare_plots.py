@@ -69,7 +69,8 @@ def plot_val_curves(results: dict[str, Any], path: Path) -> Path:
 
 
 def plot_delay_histograms(results: dict[str, Any], path: Path, variant: str = "learned") -> Path:
-    """Integer delays at init and in the selected model, one panel per delay layer, seeds pooled."""
+    """Integer delays at init and in the selected model, one panel per delay layer, seeds pooled
+    (of ``variant``, a variant with learned delays)."""
     names = [n for n in _runs_of(results, variant) if n in results["_delays"]]
     n_layers = len(results["_delays"][names[0]][0])
     max_delay = results["budget"]["model"]["max_delay"]
@@ -85,7 +86,7 @@ def plot_delay_histograms(results: dict[str, Any], path: Path, variant: str = "l
         ax.set_title("readout" if i == n_layers - 1 else f"hidden layer {i + 1}")
         ax.set_xlabel("delay (steps)")
         if i == 0:
-            ax.set_ylabel("share of synapses")
+            ax.set_ylabel("share of delays")
             ax.legend()
     return _save(fig, path)
 
@@ -105,7 +106,8 @@ def plot_sigma(results: dict[str, Any], path: Path) -> Path:
 
 def plot_delays_changed(results: dict[str, Any], path: Path) -> Path:
     """Share of synapses whose integer delay changed, per layer and variant (mean ± std)."""
-    variants = [v for v in results["variants"] if v != "none"]
+    variants = [v for v in results["variants"]
+                if all(r["delays_changed_per_layer"] for r in results["runs"] if r["variant"] == v)]
     per_layer = {v: np.array([r["delays_changed_per_layer"] for r in results["runs"]
                               if r["variant"] == v]) for v in variants}
     n_layers = next(iter(per_layer.values())).shape[1]
@@ -130,9 +132,12 @@ def make_figures(results: dict[str, Any], folder: Path) -> dict[str, Path]:
     """Every figure the study has data for, as ``{key: path}`` in reading order."""
     folder = Path(folder)
     figures = {"val_curves": plot_val_curves(results, folder / "val_curves.png")}
-    if any(r["variant"] == "learned" for r in results["runs"]):
+    modes = results.get("delay_modes") or {v: v for v in results["variants"]}
+    learned = [v for v in results["variants"] if modes.get(v) == "learned"]
+    if learned:
         figures["delay_histograms"] = plot_delay_histograms(
-            results, folder / "delay_histograms.png")
+            results, folder / "delay_histograms.png",
+            "learned" if "learned" in learned else learned[0])
         figures["sigma"] = plot_sigma(results, folder / "sigma.png")
     if any(r["delays_changed_per_layer"] for r in results["runs"]):
         figures["delays_changed"] = plot_delays_changed(results, folder / "delays_changed.png")

@@ -42,7 +42,7 @@ from spikedelay.train.loop import evaluate, train_epoch
 from spikedelay.train.progress import EpochProgress
 from spikedelay.train.rng import capture_rng
 from spikedelay.train.run_folder import NoFolder, RunFolder, RunStore
-from spikedelay.train.schedule import position_lr_at, sigma_at
+from spikedelay.train.schedule import position_lr_at, sigma_at, sparsity_at
 from spikedelay.train.setup import (
     Optimizers,
     TorchGlobals,
@@ -208,11 +208,14 @@ def _load_splits(cfg: RunConfig, world: World | None, *, progress: bool,
 
 def _set_epoch_schedules(model: torch.nn.Module, optim: Optimizers, cfg: RunConfig,
                          epoch: int) -> float:
-    """σ of the Gaussian kernels and the positions' learning rate for ``epoch``; returns σ."""
+    """σ of the Gaussian kernels, the sparsity of learned delay masks and the positions'
+    learning rate for ``epoch``; returns σ."""
     t = cfg.train
     sigma = sigma_at(epoch, max_delay=cfg.model.max_delay, epochs=t.epochs,
                      fraction=t.sigma_epochs_fraction, floor=t.sigma_floor)
     model.set_sigma(sigma)
+    if cfg.model.delay_mask == "learned":
+        model.set_sparsity(sparsity_at(epoch, sparsity=cfg.model.delay_sparsity, epochs=t.epochs))
     if optim.positions is not None:
         for group in optim.positions.param_groups:
             group["lr"] = position_lr_at(epoch, base_lr=t.lr_positions, epochs=t.epochs)

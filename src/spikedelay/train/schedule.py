@@ -28,3 +28,16 @@ def sigma_at(epoch: int, *, max_delay: int, epochs: int, fraction: float = 0.25,
 def position_lr_at(epoch: int, *, base_lr: float, epochs: int) -> float:
     """Cosine annealing to 0 over all epochs (PyTorch's CosineAnnealingLR, eta_min 0)."""
     return 0.5 * base_lr * (1.0 + math.cos(math.pi * epoch / epochs))
+
+
+def sparsity_at(epoch: int, *, sparsity: float, epochs: int, fraction: float = 0.25) -> float:
+    """Delay sparsity ``S_t`` of learned masks during ``epoch`` (0-based; REFERENCE §9).
+
+    ``S·(1 - (1 - t/t_f)³)`` with ``t = epoch + 1`` (the ramp's value at the *end* of the epoch)
+    up to ``t_f = max(1, int(epochs · fraction))``, then ``S``: delays are switched off gradually
+    over the first quarter of training, and from epoch ``t_f - 1`` on every model evaluated has
+    the final sparsity (a 1-epoch run too).
+    """
+    t_f = max(1, int(epochs * fraction))
+    t = min(epoch + 1, t_f)
+    return float(sparsity) * (1.0 - (1.0 - t / t_f) ** 3)

@@ -185,7 +185,7 @@ def build_optimizers(model, cfg: RunConfig) -> Optimizers:
     weights = torch.optim.Adam(
         [
             {"params": groups["weights"], "weight_decay": t.weight_decay},
-            {"params": groups["norm"], "weight_decay": 0.0},
+            {"params": groups["norm"] + groups.get("mask_scores", []), "weight_decay": 0.0},
         ],
         lr=t.lr,
     )
