@@ -5,7 +5,8 @@ Why: the spectrum of a spike train is a sum of DFT columns, one per spike. Hidde
 and it reads ``x`` in its own (B, T, in) layout instead of a time-major copy. The non-zeros are
 listed once per forward pass (:func:`sparse_events`) and reused by every spectrum chunk and by
 the backward pass. The spectrum is processed in cache-sized chunks of rows and inverted with
-one small matmul per sample (``WIDE_LAYOUT = False``).
+one small matmul per sample (``WIDE_LAYOUT = False``). Evaluation with integer delays can skip
+the DFT: :func:`integer_tap_conv` sends each event through one tap per synapse.
 """
 
 import numba

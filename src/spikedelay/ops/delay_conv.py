@@ -21,8 +21,14 @@ BLAS-speed matmuls only (no complex kernels, no FFT plans; cuBLAS on GPU):
 
 A DFT by matmul costs ``O(T·N)`` per series instead of an FFT's ``O(N log N)``, but it is one
 large BLAS call, its length needs no nice factors, and it stays small next to the frequency
-products (``2N·T`` against ``1.5·N·out`` per sample and input feature). (torch's FFT measured no
-faster here for these lengths.)
+products (``2N·T`` against ``1.5·N·out`` per sample and input feature). ``torch.fft`` at
+5-smooth lengths (125, 144, 150) or 128 measured slower for the input transform and the kernel
+spectrum and even for the inverse, in these layouts (``benchmarks/transform_choice.py``): the
+complex-to-real layout passes cost more than the operations saved.
+
+Evaluation with integer delays (one tap per synapse, no gradient) goes through
+:func:`integer_delay_conv`: event-driven where that measured faster (sparse inputs, small
+batches), else the DFT of the integer kernel.
 
 Two layouts, same numbers, chosen by :mod:`spikedelay.ops.dispatch` (op ``"delay_conv"``):
 
