@@ -30,6 +30,11 @@ Padding = Literal["reference", "causal"]
 Protocol = Literal["validation", "test-selected"]
 DatasetName = Literal["synthdigits", "shd", "ssc", "gsc"]
 ValSplit = Literal["speakers", "stratified", "difficulty"]
+Neuron = Literal["lif", "adlif", "se-adlif"]
+Reset = Literal["hard", "subtract"]
+Surrogate = Literal["atan", "triangle", "slayer"]
+Recurrence = Literal["none", "plain", "delayed"]
+Norm = Literal["batchnorm", "none"]
 
 
 @dataclass
@@ -68,7 +73,35 @@ class ModelConfig:
     tau: float = 1.005  # membrane time constant in steps (SpikingJelly convention)
     readout_tau: float = 1.005
     threshold: float = 1.0
-    surrogate_alpha: float = 5.0  # ArcTan surrogate sharpness
+    surrogate_alpha: float = 5.0  # sharpness α of the atan and slayer surrogates
+    # -- neurons, recurrence and layer parts (REFERENCE §9; docs/models.md) --
+    neuron: Neuron = "lif"  # lif | adlif (Bittar & Garner) | se-adlif (Baronig et al.)
+    reset: Reset = "hard"  # hard (to 0, detached) | subtract (θ, differentiated)
+    surrogate: Surrogate = "atan"  # atan | triangle | slayer
+    surrogate_width: float = 1.0  # half-width γ of the triangle surrogate
+    surrogate_scale: float = 0.4  # factor c of the slayer surrogate
+    recurrent: Recurrence | list[Recurrence] = "none"  # per hidden layer, or one for all
+    recurrent_dropout: float = 0.0  # on the delivered recurrent current, mask per sequence
+    recurrent_width: Literal["fixed", "learned"] = "fixed"  # triangle half-width 1+σ or learned
+    recurrent_delay_init: Literal["uniform", "half-normal"] = "uniform"
+    recurrent_delay_range: list[float] = field(default_factory=lambda: [10.0, 30.0])  # uniform
+    recurrent_delay_std: float = 12.0  # half-normal |N(0, std²)| steps
+    bias: bool = False  # a bias on every feed-forward layer (hidden and readout)
+    norm: Norm = "batchnorm"  # after each hidden layer's feed-forward map, or none
+    layer_delays: list[DelayMode] | None = None  # per delay layer (hidden..., readout)
+    readout_tau_trainable: bool = False  # learn the readout's τ per class (clamped >= 1)
+
+    def recurrence(self) -> list[str]:
+        """The recurrence of each hidden layer (``recurrent`` expanded to a list)."""
+        if isinstance(self.recurrent, list):
+            return list(self.recurrent)
+        return [self.recurrent] * len(self.hidden)
+
+    def delay_modes(self) -> list[str]:
+        """The delay mode of each delay layer, hidden layers then the readout."""
+        if self.layer_delays is not None:
+            return list(self.layer_delays)
+        return [self.delays] * (len(self.hidden) + 1)
 
 
 @dataclass
@@ -91,6 +124,9 @@ class TrainConfig:
     eval_every: int = 1  # epochs between validation passes
     threads: int = 0  # torch CPU threads (0 = torch's default)
     init_from: str | None = None  # start from this run's (or checkpoint file's) weights
+    lr_recurrent_delays: float = 5e-2  # Adam lr of recurrent delays (and widths), cosine to 0
+    recurrent_sigma_init: float = 10.0  # DelRec: σ_e = init · (decay^(100/E))^e per epoch
+    recurrent_sigma_decay: float = 0.95
 
 
 @dataclass
@@ -239,6 +275,26 @@ def _range_problems(cfg: RunConfig) -> list[str]:
         (m.readout_tau >= 1.0, "model.readout_tau", m.readout_tau, ">= 1.0"),
         (m.threshold > 0, "model.threshold", m.threshold, "> 0"),
         (m.surrogate_alpha > 0, "model.surrogate_alpha", m.surrogate_alpha, "> 0"),
+        (m.surrogate_width > 0, "model.surrogate_width", m.surrogate_width, "> 0"),
+        (m.surrogate_scale > 0, "model.surrogate_scale", m.surrogate_scale, "> 0"),
+        (not isinstance(m.recurrent, list) or len(m.recurrent) == len(m.hidden),
+         "model.recurrent", m.recurrent,
+         f"one value or a list of {len(m.hidden)} (one per hidden layer)"),
+        (0.0 <= m.recurrent_dropout < 1.0, "model.recurrent_dropout", m.recurrent_dropout,
+         "in [0, 1)"),
+        (len(m.recurrent_delay_range) == 2 and 0 <= m.recurrent_delay_range[0]
+         <= m.recurrent_delay_range[1], "model.recurrent_delay_range", m.recurrent_delay_range,
+         "[low, high] with 0 <= low <= high (steps)"),
+        (m.recurrent_delay_std > 0, "model.recurrent_delay_std", m.recurrent_delay_std, "> 0"),
+        (m.layer_delays is None or len(m.layer_delays) == len(m.hidden) + 1,
+         "model.layer_delays", m.layer_delays,
+         f"null or a list of {len(m.hidden) + 1} (hidden layers, then the readout)"),
+        (t.lr_recurrent_delays >= 0, "train.lr_recurrent_delays", t.lr_recurrent_delays,
+         ">= 0"),
+        (t.recurrent_sigma_init >= 0, "train.recurrent_sigma_init", t.recurrent_sigma_init,
+         ">= 0"),
+        (0 < t.recurrent_sigma_decay <= 1, "train.recurrent_sigma_decay",
+         t.recurrent_sigma_decay, "in (0, 1]"),
         (t.epochs >= 1, "train.epochs", t.epochs, "an integer >= 1"),
         (t.batch_size >= 1, "train.batch_size", t.batch_size, "an integer >= 1"),
         (t.lr > 0, "train.lr", t.lr, "> 0"),

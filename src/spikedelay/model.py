@@ -17,6 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from spikedelay.adaptive import TrainableLI
 from spikedelay.channel_delays import ChannelDelayedLinear, delay_layer, state_delay_kind
 from spikedelay.config import ModelConfig
 from spikedelay.delays import DelayedLinear
@@ -29,6 +30,7 @@ from spikedelay.neurons import (
     norm_then_fire,
 )
 from spikedelay.ops.dispatch import host_reads_are_free
+from spikedelay.stepped import SteppedNeurons
 
 
 class Recording(NamedTuple):
@@ -48,34 +50,90 @@ class Recording(NamedTuple):
 DelayLayer = DelayedLinear | ChannelDelayedLinear
 
 
-def make_delay_layer(in_features: int, out_features: int, cfg: ModelConfig) -> DelayLayer:
-    """The delay layer of ``cfg.delay_kind`` (synaptic, axonal or dendritic) for one block."""
+def make_delay_layer(in_features: int, out_features: int, cfg: ModelConfig,
+                     delays: str | None = None) -> DelayLayer:
+    """The delay layer of ``cfg.delay_kind`` (synaptic, axonal or dendritic) for one block;
+    ``delays`` overrides ``cfg.delays`` (``model.layer_delays``)."""
+    mode = delays or cfg.delays
     return delay_layer(in_features, out_features, cfg.max_delay, kind=cfg.delay_kind,
-                       kernel_count=cfg.kernel_count, delays=cfg.delays, padding=cfg.padding,
-                       interpolation=cfg.interpolation, sparsity=cfg.delay_sparsity,
+                       kernel_count=cfg.kernel_count, delays=mode, padding=cfg.padding,
+                       interpolation=cfg.interpolation,
+                       sparsity=cfg.delay_sparsity if mode != "none" else 0.0,
                        mask=cfg.delay_mask)
 
 
+def _bias(out_features: int, fan_in: int) -> nn.Parameter:
+    """A bias drawn like ``nn.Linear``'s, ``U(±1/sqrt(fan_in))``."""
+    bound = fan_in ** -0.5
+    return nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
+
+
+def _surrogate_constants(cfg: ModelConfig) -> tuple[float, float]:
+    if cfg.surrogate == "triangle":
+        return cfg.surrogate_width, 0.0
+    return cfg.surrogate_alpha, cfg.surrogate_scale
+
+
+def needs_stepping(cfg: ModelConfig, recurrent: str) -> bool:
+    """Whether a hidden layer runs the time-stepped engine (anything but today's plain LIF)."""
+    return (recurrent != "none" or cfg.neuron != "lif" or cfg.reset != "hard"
+            or cfg.surrogate != "atan")
+
+
 class HiddenLayer(nn.Module):
-    """One hidden block: delay → masked BatchNorm → LIF → dropout (→ zero padded steps).
+    """One hidden block: delay (+ bias) → masked BatchNorm → neurons → dropout (→ zero padded
+    steps). The neurons are today's fused LIF, or :class:`~spikedelay.stepped.SteppedNeurons`
+    for recurrence, adaptive neurons, another reset or surrogate.
 
     Shapes: x (B, T, in), lengths (B,) or None → spikes (B, T', out), lengths (B,) or None.
     """
 
-    def __init__(self, in_features: int, out_features: int, cfg: ModelConfig) -> None:
+    def __init__(self, in_features: int, out_features: int, cfg: ModelConfig,
+                 delays: str | None = None, recurrent: str = "none") -> None:
         super().__init__()
-        self.delay = make_delay_layer(in_features, out_features, cfg)
-        self.norm = MaskedBatchNorm1d(out_features)
-        self.lif = LIF(tau=cfg.tau, threshold=cfg.threshold, alpha=cfg.surrogate_alpha)
+        self.delay = make_delay_layer(in_features, out_features, cfg, delays)
+        if cfg.bias:
+            self.bias = _bias(out_features, in_features)
+        else:
+            self.register_parameter("bias", None)
+        self.norm = MaskedBatchNorm1d(out_features) if cfg.norm == "batchnorm" else None
+        if needs_stepping(cfg, recurrent):
+            p1, p2 = _surrogate_constants(cfg)
+            r = cfg.recurrent_delay_range
+            init = (("half-normal", cfg.recurrent_delay_std)
+                    if cfg.recurrent_delay_init == "half-normal" else (r[0], r[1]))
+            self.neurons = SteppedNeurons(
+                out_features, neuron=cfg.neuron, recurrent=recurrent, reset=cfg.reset,
+                tau=cfg.tau, threshold=cfg.threshold, surrogate=cfg.surrogate, p1=p1, p2=p2,
+                recurrent_dropout=cfg.recurrent_dropout,
+                learn_width=cfg.recurrent_width == "learned", delay_init=init,
+            )
+            self.lif = None
+        else:
+            self.neurons = None
+            self.lif = LIF(tau=cfg.tau, threshold=cfg.threshold, alpha=cfg.surrogate_alpha)
         self.dropout = SequenceDropout(cfg.dropout)
+
+    def _fire(self, y: Tensor, mask: Tensor | None) -> Tensor:
+        if self.bias is not None:
+            y = y + self.bias
+        if self.neurons is None and self.norm is not None:
+            return norm_then_fire(self.norm, self.lif, y, mask)
+        if self.norm is not None:
+            y = self.norm(y, mask=mask)
+        if self.neurons is None:
+            return self.lif(y)
+        if mask is not None:  # causal engine: zero padded steps so they deliver nothing
+            y = y * mask.unsqueeze(-1).to(y.dtype)
+        return self.neurons(y)
 
     def forward(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
         y = self.delay(x)
         if lengths is None:
-            return self.dropout(norm_then_fire(self.norm, self.lif, y)), None
+            return self.dropout(self._fire(y, None)), None
         lengths = self.delay.output_length(lengths)
         mask = lengths_to_mask(lengths, y.shape[1])
-        s = self.dropout(norm_then_fire(self.norm, self.lif, y, mask))
+        s = self.dropout(self._fire(y, mask))
         if host_reads_are_free(mask) and bool(mask.all()):  # nothing to zero (no GPU sync)
             return s, lengths
         return s * mask.unsqueeze(-1).to(s.dtype), lengths
@@ -101,11 +159,19 @@ class DelaySNN(nn.Module):
         super().__init__()
         self.cfg = cfg
         sizes = [cfg.in_features, *cfg.hidden]
+        modes = cfg.delay_modes()
         self.hidden = nn.ModuleList(
-            HiddenLayer(a, b, cfg) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+            HiddenLayer(a, b, cfg, delays=d, recurrent=r)
+            for a, b, d, r in zip(sizes[:-1], sizes[1:], modes[:-1], cfg.recurrence(),
+                                  strict=True)
         )
-        self.readout = make_delay_layer(sizes[-1], cfg.n_classes, cfg)
-        self.li = LI(tau=cfg.readout_tau)
+        self.readout = make_delay_layer(sizes[-1], cfg.n_classes, cfg, modes[-1])
+        if cfg.bias:
+            self.readout_bias = _bias(cfg.n_classes, sizes[-1])
+        else:
+            self.register_parameter("readout_bias", None)
+        self.li = (TrainableLI(cfg.n_classes, cfg.readout_tau) if cfg.readout_tau_trainable
+                   else LI(tau=cfg.readout_tau))
 
     # -- forward --------------------------------------------------------------------------------
     def output_length(self, length: int | Tensor) -> int | Tensor:
@@ -131,7 +197,13 @@ class DelaySNN(nn.Module):
             x, lengths = layer(x, lengths)
             spikes.append(x)
             spike_lengths.append(lengths)
-        v_out = self.li(self.readout(x))
+        y = self.readout(x)
+        if self.readout_bias is not None:
+            y = y + self.readout_bias
+            if lengths is not None:  # the bias must not charge the readout on padded steps
+                valid = lengths_to_mask(self.readout.output_length(lengths), y.shape[1])
+                y = y * valid.unsqueeze(-1).to(y.dtype)
+        v_out = self.li(y)
         if lengths is None:
             out_lengths = torch.full((x.shape[0],), v_out.shape[1], device=x.device)
             spike_lengths = [torch.full((x.shape[0],), s.shape[1], device=x.device) for s in spikes]
@@ -159,23 +231,43 @@ class DelaySNN(nn.Module):
             layer.set_sigma(sigma)
 
     def clamp_positions_(self) -> None:
-        """Clamp every learned position into range (call after each optimiser step)."""
+        """Post-step constraints (call after each optimiser step): learned positions into
+        range, recurrent delays >= 0, adaptive neuron parameters and a trained readout τ into
+        their ranges."""
         for layer in self.delay_layers():
             layer.clamp_positions_()
+        for layer in self.hidden:
+            if layer.neurons is not None:
+                layer.neurons.clamp_()
+        if isinstance(self.li, TrainableLI):
+            self.li.clamp_()
+
+    def set_recurrent_sigma(self, sigma: float) -> None:
+        """Set σ of the recurrent-delay triangles (DelRec's schedule, once per epoch)."""
+        for layer in self.hidden:
+            if layer.neurons is not None:
+                layer.neurons.set_sigma(sigma)
 
     def set_sparsity(self, sparsity: float) -> None:
         """Set the current delay sparsity ``S_t`` of learned masks (the ramp, once per epoch)."""
         for layer in self.delay_layers():
             layer.set_sparsity(sparsity)
 
+    def _recurrent_delay_count(self) -> int:
+        return sum(layer.neurons.recurrent.delay.numel() for layer in self.hidden
+                   if layer.neurons is not None and layer.neurons.recurrent is not None
+                   and layer.neurons.recurrent.delay is not None)
+
     def num_delays(self) -> int:
-        """Delay parameters (positions) of every layer, masked or not (0 without delays)."""
+        """Delay parameters of every layer, masked or not (0 without delays): feed-forward
+        positions and recurrent (DelRec) delays."""
         return sum(0 if layer.position is None else layer.position.numel()
-                   for layer in self.delay_layers())
+                   for layer in self.delay_layers()) + self._recurrent_delay_count()
 
     def num_active_delays(self) -> int:
         """Delays in use: ``num_delays()`` minus those switched off by sparsity masks."""
-        return sum(layer.active_delays() for layer in self.delay_layers())
+        return (sum(layer.active_delays() for layer in self.delay_layers())
+                + self._recurrent_delay_count())
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """As :meth:`nn.Module.load_state_dict`, but a state of another delay kind is one clear
@@ -192,23 +284,38 @@ class DelaySNN(nn.Module):
 
         ``"weights"``: delay-layer weights (Adam with weight decay); ``"positions"``: learned
         delay positions (separate Adam, no weight decay; empty unless ``delays="learned"``);
-        ``"norm"``: BatchNorm scale and shift (no weight decay); ``"mask_scores"``: scores of
-        learned delay masks (with the weights' optimiser, no weight decay; only when there are
-        any). Together: every
-        trainable parameter, each once.
+        ``"norm"``: BatchNorm scale and shift and the biases (no weight decay);
+        ``"mask_scores"``: scores of learned delay masks (with the weights' optimiser, no weight
+        decay); ``"adaptive"``: adaptive-neuron parameters and a trained readout τ (no weight
+        decay, clamped after each step); ``"recurrent_delays"``: DelRec's recurrent delays and
+        widths (their own Adam group); these three only when the model has any. Recurrent
+        weights are ``"weights"``. Together: every trainable parameter, each once.
         """
         layers = self.delay_layers()
+        stepped = [layer.neurons for layer in self.hidden if layer.neurons is not None]
+        recurrent = [n.recurrent for n in stepped if n.recurrent is not None]
+        adaptive = [p for n in stepped if n.adaptation is not None
+                    for p in n.adaptation.parameters()]
+        if isinstance(self.li, TrainableLI):
+            adaptive.append(self.li.tau)
+        biases = [layer.bias for layer in self.hidden if layer.bias is not None]
+        if self.readout_bias is not None:
+            biases.append(self.readout_bias)
         groups = {
-            "weights": [layer.weight for layer in layers],
+            "weights": [layer.weight for layer in layers] + [r.weight for r in recurrent],
             "positions": [
                 layer.position for layer in layers if isinstance(layer.position, nn.Parameter)
             ],
-            "norm": [p for layer in self.hidden for p in layer.norm.parameters()],
+            "norm": [p for layer in self.hidden if layer.norm is not None
+                     for p in layer.norm.parameters()] + biases,
         }
         scores = [layer.delay_mask.scores for layer in layers
                   if layer.delay_mask is not None and layer.delay_mask.scores is not None]
-        if scores:
-            groups["mask_scores"] = scores
+        rec_delays = [p for r in recurrent for p in r.delay_parameters()]
+        for name, params in (("mask_scores", scores), ("adaptive", adaptive),
+                             ("recurrent_delays", rec_delays)):
+            if params:  # only when there are any, so plain recipes keep their three groups
+                groups[name] = params
         return groups
 
     def num_parameters(self) -> int:

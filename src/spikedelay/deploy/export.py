@@ -92,6 +92,10 @@ def load_safetensors(path: str | Path) -> DeployedNet:
         header = json.loads(meta["spikedelay"])
     except Exception as err:  # safetensors raises several types for damaged files
         raise CheckpointError(f"{path}: not a spikedelay export: {err}") from None
+    if header.get("format") == "spikedelay-stepped/1":  # a recurrent or adaptive network
+        from spikedelay.deploy.stepped_export import stepped_from_header
+
+        return stepped_from_header(header, tensors, str(path))
     if header.get("format") != FORMAT_ST:
         raise CheckpointError(f"{path}: unknown export format {header.get('format')!r}")
     try:
@@ -361,5 +365,9 @@ def load_exported(path: str | Path) -> DeployedNet:
             graph = nir.read(path)
         except Exception as err:
             raise CheckpointError(f"{path}: not a readable NIR file: {err}") from None
+        if (graph.metadata or {}).get("format") == "spikedelay-stepped-nir/1":  # recurrent
+            from spikedelay.deploy.stepped_nir import from_nir as stepped_from_nir
+
+            return stepped_from_nir(graph, where=str(path))
         return from_nir(graph, where=str(path))
     return load_safetensors(path)

@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from spikedelay.errors import CheckpointError
+
 NeuronKind = Literal["lif", "li"]
 DelayKind = Literal["synaptic", "axonal", "dendritic"]
 
@@ -162,9 +164,21 @@ class DeployedNet:
 
 def from_model(model, *, framing: dict[str, Any] | None = None,
                class_names: list[str] | None = None) -> DeployedNet:
-    """Reduce a :class:`~spikedelay.model.DelaySNN` (any mode) to its eval-mode network."""
+    """Reduce a :class:`~spikedelay.model.DelaySNN` (any mode) to its eval-mode network.
+
+    Recurrent or adaptive networks (and biases, no BatchNorm) are one clear error: this engine
+    holds feed-forward LIF layers; :mod:`spikedelay.deploy.stepped_stream` streams them.
+    """
     import torch
 
+    from spikedelay.deploy.stepped_stream import needs_stepped_engine, stepped_parts
+
+    if needs_stepped_engine(model):
+        raise CheckpointError(
+            f"this network has {stepped_parts(model)}, which the event-driven LIF engine (and "
+            "so `spikedelay stream`, `spikedelay export` and `spikedelay report`) cannot hold "
+            "yet; from Python, spikedelay.deploy.stepped_stream.from_model(model) streams it "
+            "and spikedelay.deploy.stepped_export saves and reloads it")
     cfg = model.cfg
     layers: list[DeployedLayer] = []
     with torch.no_grad():

@@ -178,6 +178,8 @@ register("gaussian", "triton", "spikedelay.ops._gaussian_triton")
 register("gaussian", "torch", "spikedelay.ops._gaussian_torch", dtypes=None)
 register("delay_conv", "numba", "spikedelay.ops._delay_conv_numba")
 register("delay_conv", "torch", "spikedelay.ops._delay_conv_torch", dtypes=None)
+register("recurrent", "numba", "spikedelay.ops._recurrent_numba")
+register("recurrent", "torch", "spikedelay.ops._recurrent_torch", dtypes=None)
 
 __all__ = [
     "BACKENDS",

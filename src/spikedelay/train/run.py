@@ -33,6 +33,7 @@ from spikedelay.config import RunConfig
 from spikedelay.data.augment import Augmenter
 from spikedelay.data.sets import DataSplits
 from spikedelay.errors import TrainingDiverged
+from spikedelay.recurrent import recurrent_sigma_at
 from spikedelay.train.checkpoint import init_from_run, restore_training_state, training_state
 from spikedelay.train.data_checks import check_data_location, check_data_matches_model
 from spikedelay.train.distributed import World, init_world, shutdown, wrap_model
@@ -208,17 +209,22 @@ def _load_splits(cfg: RunConfig, world: World | None, *, progress: bool,
 
 def _set_epoch_schedules(model: torch.nn.Module, optim: Optimizers, cfg: RunConfig,
                          epoch: int) -> float:
-    """σ of the Gaussian kernels, the sparsity of learned delay masks and the positions'
-    learning rate for ``epoch``; returns σ."""
+    """σ of the Gaussian kernels and of the recurrent-delay triangles, the sparsity of learned
+    delay masks and the positions' (and recurrent delays') learning rates for ``epoch``;
+    returns the Gaussian σ."""
     t = cfg.train
     sigma = sigma_at(epoch, max_delay=cfg.model.max_delay, epochs=t.epochs,
                      fraction=t.sigma_epochs_fraction, floor=t.sigma_floor)
     model.set_sigma(sigma)
+    model.set_recurrent_sigma(recurrent_sigma_at(epoch, epochs=t.epochs,
+                                                 sigma0=t.recurrent_sigma_init,
+                                                 decay=t.recurrent_sigma_decay))
     if cfg.model.delay_mask == "learned":
         model.set_sparsity(sparsity_at(epoch, sparsity=cfg.model.delay_sparsity, epochs=t.epochs))
-    if optim.positions is not None:
+    if optim.positions is not None:  # positions and recurrent delays, each its own base lr
         for group in optim.positions.param_groups:
-            group["lr"] = position_lr_at(epoch, base_lr=t.lr_positions, epochs=t.epochs)
+            group["lr"] = position_lr_at(epoch, base_lr=group.get("base_lr", t.lr_positions),
+                                         epochs=t.epochs)
     return sigma
 
 

@@ -186,12 +186,18 @@ def build_optimizers(model, cfg: RunConfig) -> Optimizers:
         [
             {"params": groups["weights"], "weight_decay": t.weight_decay},
             {"params": groups["norm"] + groups.get("mask_scores", []), "weight_decay": 0.0},
+            *([{"params": groups["adaptive"], "weight_decay": 0.0}]
+              if groups.get("adaptive") else []),
         ],
         lr=t.lr,
     )
     # Stepped once per *epoch*, as the reference does.
     schedule = torch.optim.lr_scheduler.OneCycleLR(weights, max_lr=t.lr, total_steps=t.epochs)
-    positions = None
-    if groups["positions"]:
-        positions = torch.optim.Adam(groups["positions"], lr=t.lr_positions, weight_decay=0.0)
+    # Positions and recurrent delays: one Adam, a group each with its own base lr ("base_lr",
+    # which the per-epoch cosine of the run loop scales).
+    delay_groups = [{"params": params, "lr": lr, "base_lr": lr, "weight_decay": 0.0}
+                    for params, lr in ((groups["positions"], t.lr_positions),
+                                       (groups.get("recurrent_delays", []),
+                                        t.lr_recurrent_delays)) if params]
+    positions = torch.optim.Adam(delay_groups) if delay_groups else None
     return Optimizers(weights, schedule, positions)
