@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     from spikedelay.ops import (
         _batchnorm_torch,
         _batchnorm_triton,
+        _channel_delay_torch,
+        _channel_delay_triton,
         _gaussian_torch,
         _gaussian_triton,
         _lif_torch,
@@ -68,6 +70,9 @@ def main(argv=None) -> int:
     p_g = rand(n_out, n_in, copies, scale=taps - 1.0, shift=-(taps // 2))
     g_tm = rand(taps, n_in, n_out, scale=2.0, shift=-1.0)
     tau, thr, alpha, eps, sigma = 1.005, 1.0, 5.0, 1e-5, 1.77
+    left, right = taps - 1, (taps - 1) // 2  # the per-channel delay, reference padding
+    k_cd = torch.softmax(rand(channels, taps, scale=4.0), 1)
+    gy_cd = rand(batch, steps + left + right - taps + 1, channels, scale=2.0, shift=-1.0)
 
     def sync():
         if device.type == "cuda":
@@ -135,10 +140,19 @@ def main(argv=None) -> int:
         compare("gaussian_backward",
                 lambda: _gaussian_triton.gaussian_backward(w_g, p_g, sigma, g_tm, 1e-7),
                 lambda: _gaussian_torch.gaussian_backward(w_g, p_g, sigma, g_tm, 1e-7)),
+        compare("channel_delay_forward",
+                lambda: _channel_delay_triton.channel_delay_forward(x, k_cd, left, right),
+                lambda: _channel_delay_torch.channel_delay_forward(x, k_cd, left, right)),
+        compare("channel_delay_backward",
+                lambda: _channel_delay_triton.channel_delay_backward(x, k_cd, gy_cd, left, right,
+                                                                     True, True),
+                lambda: _channel_delay_torch.channel_delay_backward(x, k_cd, gy_cd, left, right,
+                                                                    True, True)),
     ]
     result = {"device": str(device), "dtype": args.dtype,
               "interpreted": device.type == "cpu",
-              "sizes": {"lif": [batch, steps, channels], "gaussian": [n_out, n_in, copies, taps]},
+              "sizes": {"lif": [batch, steps, channels], "gaussian": [n_out, n_in, copies, taps],
+                        "channel_delay": [batch, steps, channels, taps]},
               "kernels": rows, "ok": all(r["ok"] for r in rows)}
     if args.json:
         print(json.dumps(result, indent=1))

@@ -9,11 +9,11 @@ Bouhadjar & Neftci (arXiv 2602.09746, code AxDenSynDelaySNN; REFERENCE §9):
 
 :class:`ChannelDelay` is a per-channel fractional shift: a depthwise kernel of shape ``(C, K)``
 (a depthwise convolution, ``groups=C``: ``C·K`` multiply-adds per step, never a dense
-``(out, in, K)`` kernel; :func:`depthwise_delay`), built exactly as one synapse's kernel of
-:class:`~spikedelay.delays.DelayedLinear` (Gaussian or triangle bump in training, σ schedule,
-clamped positions), and at evaluation an
-integer shift per channel (a gather, no multiply at all). Padding is the synaptic layers' rule
-(reference: left ``K-1``, right ``(K-1)//2``), so every kind has the same output length.
+``(out, in, K)`` kernel; the op :func:`spikedelay.ops.channel_delay.channel_delay`), built
+exactly as one synapse's kernel of :class:`~spikedelay.delays.DelayedLinear` (Gaussian or
+triangle bump in training, σ schedule, clamped positions), and at evaluation an integer shift
+per channel (a gather, no multiply at all). Padding is the synaptic layers' rule (reference:
+left ``K-1``, right ``(K-1)//2``), so every kind has the same output length.
 The reference builds the same depthwise kernel with ``Dcls1d(groups=C)`` and frozen unit weights.
 
 :class:`ChannelDelayedLinear` is the layer with the interface of ``DelayedLinear``
@@ -45,23 +45,9 @@ from spikedelay.delays import (
     position_range,
     positions_to_delays,
 )
+from spikedelay.ops.channel_delay import channel_delay
 
 DELAY_KINDS: tuple[DelayKind, ...] = typing.get_args(DelayKind)
-
-
-def depthwise_delay(x: Tensor, kernel: Tensor, left: int, right: int) -> Tensor:
-    """``y[b, t', c] = Σ_k kernel[c, k] · xpad[b, t' + k, c]``, ``xpad`` = ``x`` with ``left``
-    and ``right`` zero steps: one ``(C, K)`` depthwise convolution over time.
-
-    Why ``conv2d``: our ``(B, T, C)`` layout *is* the channels-last memory of a ``(B, C, 1, T)``
-    image, so a depthwise ``conv2d`` reads and writes it without the two transposes a
-    ``conv1d`` needs (~25 % of the step on CPU). Shapes: x (B, T, C), kernel (C, K) →
-    (B, T + left + right - K + 1, C), contiguous.
-    """
-    n_c, taps = kernel.shape
-    xp = F.pad(x, (0, 0, left, right)).permute(0, 2, 1).unsqueeze(2)  # (B, C, 1, T+l+r) view
-    w = kernel.reshape(n_c, 1, 1, taps).contiguous(memory_format=torch.channels_last)
-    return F.conv2d(xp, w, groups=n_c).squeeze(2).permute(0, 2, 1)
 
 
 class ChannelDelay(nn.Module):
@@ -180,8 +166,8 @@ class ChannelDelay(nn.Module):
         if self.delays == "none":  # no shift: only the padding rule's zero steps at the end
             return F.pad(x, (0, 0, 0, n_out - x.shape[1]))
         if self.training and self.delays == "learned":
-            return depthwise_delay(x, self.kernel(integer=False).to(x.dtype), self.left_pad,
-                                   self.right_pad)
+            return channel_delay(x, self.kernel(integer=False).to(x.dtype), self.left_pad,
+                                 self.right_pad)
         # integer shift: a gather along time, no multiply-adds
         xpad = F.pad(x, (0, 0, self.left_pad, self.right_pad))
         start = (self.max_delay - 1 - self.integer_delays()).to(x.device)

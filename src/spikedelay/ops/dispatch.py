@@ -1,8 +1,8 @@
 """The one place that chooses which implementation of a kernel runs.
 
 Every op of :mod:`spikedelay.ops` (``"lif"``, ``"batchnorm"``, ``"gaussian"``, ``"delay_conv"``,
-and whatever the model issues add) has up to three backends, each a module that exposes the
-op's functions under the same names:
+``"channel_delay"``, and whatever the model issues add) has up to three backends, each a module
+that exposes the op's functions under the same names:
 
 * ``numba`` — CPU, float32/float64: the fast default on CPU;
 * ``triton`` — CUDA, float32/float64: the fast default on GPUs. On CPU tensors it runs only in
@@ -178,6 +178,9 @@ register("gaussian", "triton", "spikedelay.ops._gaussian_triton")
 register("gaussian", "torch", "spikedelay.ops._gaussian_torch", dtypes=None)
 register("delay_conv", "numba", "spikedelay.ops._delay_conv_numba")
 register("delay_conv", "torch", "spikedelay.ops._delay_conv_torch", dtypes=None)
+register("channel_delay", "numba", "spikedelay.ops._channel_delay_numba")
+register("channel_delay", "triton", "spikedelay.ops._channel_delay_triton")
+register("channel_delay", "torch", "spikedelay.ops._channel_delay_torch", dtypes=None)
 register("recurrent", "numba", "spikedelay.ops._recurrent_numba")
 register("recurrent", "torch", "spikedelay.ops._recurrent_torch", dtypes=None)
 
