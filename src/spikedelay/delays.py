@@ -345,6 +345,14 @@ class DelayedLinear(nn.Module):
             # A linear map per step; the padding rule only adds zero steps at the end.
             y = F.linear(x, self.weight[..., 0])
             return F.pad(y, (0, 0, 0, self.output_length(x.shape[1]) - x.shape[1]))
+        integer = not (self.training and self.delays == "learned")
+        if integer and not torch.is_grad_enabled() and self.max_delay >= FFT_MIN_TAPS:
+            # evaluation: one tap per synapse, event-driven where that is faster (no gradient)
+            from spikedelay.ops.delay_conv import integer_delay_conv
+
+            return integer_delay_conv(x, self.weight, self.integer_delays(), self.max_delay,
+                                      self.left_pad, self.right_pad,
+                                      lambda: self.kernel(integer=True))
         return delay_conv(x, self.kernel(), self.left_pad, self.right_pad)
 
     def extra_repr(self) -> str:

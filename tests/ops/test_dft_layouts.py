@@ -78,3 +78,29 @@ def test_float32_device_layout_is_float32_exact(monkeypatch):
     monkeypatch.setenv("SPIKEDELAY_KERNELS", "torch")
     y = dc.fft_delay_conv(x, kernel, 24, 12)
     assert (y.double() - ref).abs().max() <= 5e-6 * ref.abs().max()
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_kept_kernel_spectrum_gives_the_same_gradients(monkeypatch, keep):
+    """The backward's input gradient from the forward's kernel spectrum (small batches) or a
+    recomputed one (large batches), over several spectrum chunks: both equal conv1d's."""
+    monkeypatch.setenv("SPIKEDELAY_KERNELS", "numba")
+    monkeypatch.setattr(dc, "KEEP_SPECTRUM_MAX_BATCH_PER_TAP", 10**6 if keep else 0)
+    b, t, i, o, k, left, right = 2, 30, 256, 256, 25, 24, 12
+    assert dc.keep_kernel_spectrum(b, k) == keep
+    rows = 3 * (dc.fft_size(t, k, left, right) // 2 + 1)
+    assert dc._row_chunk(rows, b, i, o) < rows  # more than one chunk
+    g = torch.Generator().manual_seed(7)
+    x = (torch.rand(b, t, i, generator=g, dtype=torch.float64) < 0.1).double()
+    kernel = torch.randn(o, i, k, generator=g, dtype=torch.float64)
+    w = torch.randn(b, t + left + right - k + 1, o, generator=g, dtype=torch.float64)
+    x1, k1 = x.clone().requires_grad_(), kernel.clone().requires_grad_()
+    x2, k2 = x.clone().requires_grad_(), kernel.clone().requires_grad_()
+    (dc.fft_delay_conv(x1, k1, left, right) * w).sum().backward()
+    (_conv1d(x2, k2, left, right) * w).sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=0, atol=1e-11)
+    torch.testing.assert_close(k1.grad, k2.grad, rtol=0, atol=1e-11)
+
+
+def test_keep_kernel_spectrum_rule():
+    assert dc.keep_kernel_spectrum(64, 25) and not dc.keep_kernel_spectrum(256, 25)

@@ -5,7 +5,8 @@ Why: the spectrum of a spike train is a sum of DFT columns, one per spike. Hidde
 and it reads ``x`` in its own (B, T, in) layout instead of a time-major copy. The non-zeros are
 listed once per forward pass (:func:`sparse_events`) and reused by every spectrum chunk and by
 the backward pass. The spectrum is processed in cache-sized chunks of rows and inverted with
-one small matmul per sample (``WIDE_LAYOUT = False``).
+one small matmul per sample (``WIDE_LAYOUT = False``). Evaluation with integer delays can skip
+the DFT: :func:`integer_tap_conv` sends each event through one tap per synapse.
 """
 
 import numba
@@ -86,3 +87,62 @@ def sparse_spectrum(events: tuple[Tensor, ...], d_rows: Tensor, batch: int, n_in
     ptr, index, value = (e.numpy() for e in events)
     _transform(ptr, index, value, n_in, d_rows.T.contiguous().numpy(), out.numpy())
     return out
+
+
+@numba.njit(parallel=True, cache=True)
+def _integer_taps(ptr, index, value, n_in, syn_lag, syn_w, t_out, out):  # pragma: no cover
+    # out[b, o, t'] = Σ over events (t, i, v) of x[b] and synapse copies (o, c) of input i of
+    # v · w[i, o, c] at t' = t + lag[i, o, c]. The events of a sample are first grouped by input
+    # feature, so that each synapse adds its ~T·density events into one row out[b, o] (in L1).
+    batch = ptr.shape[0] - 1
+    n_out, copies = syn_w.shape[1], syn_w.shape[2]
+    for b in numba.prange(batch):
+        first = np.zeros(n_in + 1, dtype=np.int64)
+        for e in range(ptr[b], ptr[b + 1]):
+            first[index[e] % n_in + 1] += 1
+        first = np.cumsum(first)
+        fill = first[:-1].copy()
+        times = np.empty(ptr[b + 1] - ptr[b], dtype=np.int64)
+        vals = np.empty(ptr[b + 1] - ptr[b], dtype=out.dtype)
+        for e in range(ptr[b], ptr[b + 1]):  # events in time order: each group stays sorted
+            t = index[e] // n_in
+            i = index[e] - t * n_in
+            times[fill[i]] = t
+            vals[fill[i]] = value[e]
+            fill[i] += 1
+        y = out[b]
+        for i in range(n_in):
+            if first[i] == first[i + 1]:
+                continue
+            for o in range(n_out):
+                row = y[o]
+                for c in range(copies):
+                    lag = syn_lag[i, o, c]
+                    w = syn_w[i, o, c]
+                    for e in range(first[i], first[i + 1]):
+                        tt = times[e] + lag
+                        if 0 <= tt < t_out:
+                            row[tt] += vals[e] * w
+
+
+def value_dtype(events) -> torch.dtype:
+    return events[2].dtype
+
+
+def integer_tap_conv(events, weight: Tensor, delays: Tensor, shift: int, batch: int, n_in: int,
+                     t_out: int) -> Tensor:
+    """``y[b, t', o] = Σ_{i,c} w[o,i,c] · x[b, t' + shift - d[o,i,c], i]`` from ``x``'s events.
+
+    One multiply-add per (event, synapse copy): for spike trains with one tap per synapse this
+    is ~ density × (in · out · kc) per step, against the DFT's ≈ 1.5 N/T' · (in · out).
+    ``weight``, ``delays``: (out, in, kc); forward only (evaluation).
+    """
+    n_out = weight.shape[0]
+    # per input feature, its synapses' lag (t' - t) and weight: (in, out, kc), contiguous
+    syn_w = weight.detach().to(value_dtype(events)).permute(1, 0, 2).contiguous()
+    syn_lag = (delays - shift).permute(1, 0, 2).to(torch.int64).contiguous()
+    out = syn_w.new_zeros(batch, n_out, t_out)
+    ptr, index, value = (e.numpy() for e in events)
+    _integer_taps(ptr, index, value, n_in,
+                  syn_lag.numpy(), syn_w.numpy(), t_out, out.numpy())
+    return out.transpose(1, 2)

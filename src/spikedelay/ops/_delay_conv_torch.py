@@ -17,3 +17,7 @@ def sparse_events(x: Tensor) -> None:
 
 def sparse_spectrum(events, d_rows, batch, n_in):  # pragma: no cover - never called
     raise AssertionError("the wide layout has no sparse transform")
+
+
+def integer_tap_conv(events, weight, delays, shift, batch, n_in, t_out):  # pragma: no cover
+    raise AssertionError("the wide layout has no event-driven integer path")

@@ -21,8 +21,14 @@ BLAS-speed matmuls only (no complex kernels, no FFT plans; cuBLAS on GPU):
 
 A DFT by matmul costs ``O(T·N)`` per series instead of an FFT's ``O(N log N)``, but it is one
 large BLAS call, its length needs no nice factors, and it stays small next to the frequency
-products (``2N·T`` against ``1.5·N·out`` per sample and input feature). (torch's FFT measured no
-faster here for these lengths.)
+products (``2N·T`` against ``1.5·N·out`` per sample and input feature). ``torch.fft`` at
+5-smooth lengths (125, 144, 150) or 128 measured slower for the input transform and the kernel
+spectrum and even for the inverse, in these layouts (``benchmarks/transform_choice.py``): the
+complex-to-real layout passes cost more than the operations saved.
+
+Evaluation with integer delays (one tap per synapse, no gradient) goes through
+:func:`integer_delay_conv`: event-driven where that measured faster (sparse inputs, small
+batches), else the DFT of the integer kernel.
 
 Two layouts, same numbers, chosen by :mod:`spikedelay.ops.dispatch` (op ``"delay_conv"``):
 
@@ -40,6 +46,7 @@ lengths). Tests compare against ``conv1d`` and a naive loop, forward and gradien
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 
 import torch
@@ -98,6 +105,20 @@ def fft_size(length: int, max_delay: int, left: int, right: int) -> int:
     s = max_delay - 1 - left
     t_out = length + left + right - max_delay + 1
     return max(length + max_delay - 1 - s, s + t_out, 1)
+
+
+KEEP_SPECTRUM_MAX_BATCH_PER_TAP = 4
+
+
+def keep_kernel_spectrum(batch: int, taps: int) -> bool:
+    """Whether the forward keeps the kernel spectrum for the input gradient of the backward.
+
+    Recomputing it costs ``3F·K·in·out`` multiply-adds, a frequency product ``3F·B·in·out``:
+    a ``K/B`` share. Keeping it costs ``3F/K`` times the kernel's memory (≈ 50 MB for a
+    256 × 256 layer at K = 25) from the forward to the backward. Kept where it saves at least a
+    quarter of a product (``B ≤ 4K``: the quick recipe's batch 64, not the SHD recipe's 256).
+    """
+    return batch <= KEEP_SPECTRUM_MAX_BATCH_PER_TAP * taps
 
 
 MIN_CHUNK_ROWS = 32  # each chunk re-reads x and the kernel: fewer rows would be memory-bound
@@ -164,16 +185,20 @@ class _DftConv(torch.autograd.Function):
         k_tm = kernel.permute(2, 1, 0).reshape(taps, n_in * n_out)  # free if stored tap-major
         y = None
         step = rows if wide else _row_chunk(rows, batch, n_in, n_out)
+        kept = [] if ctx.needs_input_grad[0] and keep_kernel_spectrum(batch, taps) else None
         for r0 in range(0, rows, step):
             r1 = min(rows, r0 + step)
             xf = _input_spectrum(impl, x_in, events, d_x[r0:r1], batch, n_in)
             hf = (d_k[r0:r1] @ k_tm).view(r1 - r0, n_in, n_out)
             prod = torch.bmm(xf, hf)  # the real products, (r, B, out)
             y = _inverse(inv[:, r0:r1], prod, y, wide)
+            if kept is not None:
+                kept.append(hf)
         if wide:
             y = y.view(t_out, batch, n_out).transpose(0, 1).contiguous()
         ctx.save_for_backward(x_in, kernel, *(events or ()))
         ctx.impl = impl
+        ctx.kernel_spectrum = kept
         ctx.geometry = (n, shift, t_out, step, batch, length, n_in)
         return y
 
@@ -193,7 +218,8 @@ class _DftConv(torch.autograd.Function):
             grad_y_tm = grad_y.transpose(0, 1).reshape(t_out, batch * n_out)
         grad_x = None
         grad_k_tm = kernel.new_zeros(taps, n_in * n_out) if need_k else None
-        for r0 in range(0, rows, step):
+        kept, ctx.kernel_spectrum = ctx.kernel_spectrum, None  # free each chunk once used
+        for chunk, r0 in enumerate(range(0, rows, step)):
             r1 = min(rows, r0 + step)
             if wide:  # the adjoint of the inverse DFT: one matmul, (r, B·out)
                 grad_prod = (inv[:, r0:r1].T @ grad_y_tm).view(r1 - r0, batch, n_out)
@@ -204,7 +230,10 @@ class _DftConv(torch.autograd.Function):
                 grad_hf = torch.bmm(xf.transpose(1, 2), grad_prod)
                 grad_k_tm.addmm_(d_k[r0:r1].T, grad_hf.view(r1 - r0, n_in * n_out))
             if need_x:
-                hf = (d_k[r0:r1] @ k_tm).view(r1 - r0, n_in, n_out)
+                if kept is not None:
+                    hf, kept[chunk] = kept[chunk], None
+                else:
+                    hf = (d_k[r0:r1] @ k_tm).view(r1 - r0, n_in, n_out)
                 grad_xf = torch.bmm(grad_prod, hf.transpose(1, 2))  # (r, B, in)
                 grad_x = _inverse(d_x[r0:r1].T, grad_xf, grad_x, wide)
         if wide and grad_x is not None:
@@ -229,6 +258,47 @@ def _per_sample(mat: Tensor, stack: Tensor, out: Tensor | None = None) -> Tensor
     if out is None:
         return torch.bmm(lhs, rhs)
     return out.baddbmm_(lhs, rhs)
+
+
+EVENT_MAX_DENSITY = 0.1  # the event route needs sparse inputs (measured: 15 % is slower)
+
+
+def use_integer_events(batch: int, taps: int, density: float, copies: int) -> bool:
+    """Whether the event-driven integer path beats the DFT (measured, BENCHMARKS.md).
+
+    Per sample the events cost ``density · T · in · out · kc`` scattered adds (≈ 1.2 ns each),
+    the DFT ``≈ 1.5 N · in · out`` multiply-adds at matmul speed plus its kernel spectrum
+    (``3F · K · in · out`` per batch). The events win only where that batch-independent part
+    weighs (``B ≤ 4K``, as for :func:`keep_kernel_spectrum`) and the input is sparse.
+    """
+    return batch <= KEEP_SPECTRUM_MAX_BATCH_PER_TAP * taps and density * copies <= EVENT_MAX_DENSITY
+
+
+def integer_delay_conv(
+    x: Tensor, weight: Tensor, delays: Tensor, max_delay: int, left: int, right: int,
+    dense_kernel: Callable[[], Tensor],
+) -> Tensor:
+    """``delay_conv`` with one tap per synapse copy, for evaluation (no gradient).
+
+    ``y[b, t', o] = Σ_{i,c} weight[o,i,c] · x[b, t' + K-1-left - delays[o,i,c], i]``: the
+    same numbers as :func:`fft_delay_conv` with the integer kernel ``dense_kernel()`` (to float
+    rounding: the sums run in another order). Where :func:`use_integer_events` says so, each
+    input event goes through its synapses' single taps (the numba backend's
+    ``integer_tap_conv``, as ``deploy/stream.py`` does step by step); otherwise the DFT.
+
+    Shapes: x (B, T, in), weight and delays (out, in, kc) → (B, T', out).
+    """
+    batch, length, n_in = x.shape
+    t_out = length + left + right - max_delay + 1
+    impl = dispatch.select("delay_conv", x)
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    if impl.WIDE_LAYOUT or needs_grad or t_out <= 0 or batch == 0:
+        return fft_delay_conv(x, dense_kernel(), left, right)
+    events = impl.sparse_events(x)
+    density = 1.0 if events is None else events[2].numel() / max(x.numel(), 1)
+    if events is None or not use_integer_events(batch, max_delay, density, weight.shape[2]):
+        return fft_delay_conv(x, dense_kernel(), left, right)
+    return impl.integer_tap_conv(events, weight, delays, max_delay - 1 - left, batch, n_in, t_out)
 
 
 def fft_delay_conv(x: Tensor, kernel: Tensor, left: int, right: int) -> Tensor:

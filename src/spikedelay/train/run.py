@@ -38,7 +38,7 @@ from spikedelay.train.checkpoint import init_from_run, restore_training_state, t
 from spikedelay.train.data_checks import check_data_location, check_data_matches_model
 from spikedelay.train.distributed import World, init_world, shutdown, wrap_model
 from spikedelay.train.evaluation import final_metrics
-from spikedelay.train.kernel_notice import announce_kernel_compile
+from spikedelay.train.kernel_notice import announce_kernel_compile, preload_kernels
 from spikedelay.train.loop import evaluate, train_epoch
 from spikedelay.train.progress import EpochProgress
 from spikedelay.train.rng import capture_rng
@@ -99,6 +99,7 @@ def _train_run(cfg: RunConfig, store: RunStore, world: World | None,
     set_determinism(cfg)
     device = dist_device if dist_device is not None else pick_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
+    kernels_cached = preload_kernels(cfg, device)  # in the background, while the data load
     splits = _load_splits(cfg, world, progress=progress,
                           cache_writes=not isinstance(store, NoFolder))
     check_data_matches_model(cfg, splits)
@@ -126,7 +127,7 @@ def _train_run(cfg: RunConfig, store: RunStore, world: World | None,
         f"{'val' if cfg.train.protocol == 'validation' else 'test (selection)'} / "
         f"{len(splits.test)} test samples; model: {model.num_parameters():,} parameters; "
         f"device: {device}" + ("" if world is None else f" x {world.size} processes"))
-    announce_kernel_compile(device.type, log)
+    announce_kernel_compile(device.type, log, cached=kernels_cached)
 
     common = {"config": cfg.to_dict(), "framing": splits.framing,
               "class_names": splits.class_names, "protocol": cfg.train.protocol}
