@@ -4,6 +4,7 @@
 """
 
 from spikedelay.deploy.export import export, load_exported
-from spikedelay.deploy.net import DeployedLayer, DeployedNet, from_model, from_run
+from spikedelay.deploy.net import DeployedLayer, DeployedNet, from_model, from_run, load_deployable
 
-__all__ = ["DeployedLayer", "DeployedNet", "export", "from_model", "from_run", "load_exported"]
+__all__ = ["DeployedLayer", "DeployedNet", "export", "from_model", "from_run", "load_deployable",
+           "load_exported"]

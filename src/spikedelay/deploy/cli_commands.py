@@ -17,18 +17,18 @@ from spikedelay.errors import DataError, SpikeDelayError
 def _load_net(source: str, checkpoint: str):
     """A run folder (its checkpoint) or a file from ``spikedelay export``."""
     from spikedelay.deploy.export import load_exported
-    from spikedelay.deploy.net import from_run
+    from spikedelay.deploy.net import load_deployable
 
     path = Path(source)
     if path.is_dir():
-        return from_run(path, checkpoint)
+        return load_deployable(path, checkpoint)
     if path.suffix == ".safetensors" or path.suffix == ".nir":
         try:
             return load_exported(path)
         except SpikeDelayError:
             if path.suffix == ".nir":
                 raise
-    return from_run(path)  # a checkpoint file
+    return load_deployable(path)  # a checkpoint file
 
 
 # ------------------------------------------------------------------------------------- stream
@@ -128,13 +128,24 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from spikedelay.deploy.export import export
-    from spikedelay.deploy.net import from_run
+    from spikedelay.deploy.net import load_deployable
+    from spikedelay.deploy.stepped_stream import SteppedNet
 
-    net = from_run(Path(args.model), args.checkpoint)
-    out = export(net, Path(args.out), args.format)
+    net = load_deployable(Path(args.model), args.checkpoint)
+    what = ""
+    if isinstance(net, SteppedNet):  # recurrent or adaptive
+        from spikedelay.deploy.stepped_export import save_stepped
+        from spikedelay.deploy.stepped_nir import save_nir
+
+        out = (save_nir if args.format == "nir" else save_stepped)(net, Path(args.out))
+        lags = [la.rec_lags for la in net.layers if la.rec_lags is not None]
+        if lags:
+            what = f", recurrent delays 0…{max(int(x.max()) for x in lags) - 1} steps"
+    else:
+        out = export(net, Path(args.out), args.format)
     print(f"wrote {out} ({args.format}: {len(net.layers)} layers, "
           f"{net.synapse_count():,} synapses, delays 0…{net.max_delay - 1} steps of "
-          f"{net.bin_ms:g} ms)")
+          f"{net.bin_ms:g} ms{what})")
     return 0
 
 

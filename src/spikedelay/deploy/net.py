@@ -175,10 +175,9 @@ def from_model(model, *, framing: dict[str, Any] | None = None,
 
     if needs_stepped_engine(model):
         raise CheckpointError(
-            f"this network has {stepped_parts(model)}, which the event-driven LIF engine (and "
-            "so `spikedelay stream`, `spikedelay export` and `spikedelay report`) cannot hold "
-            "yet; from Python, spikedelay.deploy.stepped_stream.from_model(model) streams it "
-            "and spikedelay.deploy.stepped_export saves and reloads it")
+            f"this network has {stepped_parts(model)}, which the event-driven LIF engine "
+            "cannot hold: spikedelay.deploy.stepped_stream.from_model(model) streams it (the "
+            "`stream`, `export` and `report` commands pick that engine themselves)")
     cfg = model.cfg
     layers: list[DeployedLayer] = []
     with torch.no_grad():
@@ -246,3 +245,25 @@ def from_run(run_dir: str | Path, checkpoint: str = "best.safetensors") -> Deplo
     model, state = load_run_model(run_dir, checkpoint)
     return from_model(model, framing=state.get("framing") or {},
                       class_names=[str(c) for c in state.get("class_names") or []])
+
+
+def load_deployable(run_dir: str | Path, checkpoint: str = "best.safetensors"):
+    """The deployable network of a run folder (or checkpoint file): a
+    :class:`~spikedelay.deploy.net.DeployedNet` for feed-forward LIF networks, a
+    :class:`~spikedelay.deploy.stepped_stream.SteppedNet` for recurrent or adaptive ones."""
+    model, state = load_run_model(run_dir, checkpoint)
+    return deployable_of(model, state, str(run_dir))
+
+
+def deployable_of(model, state: dict, where: str = "model"):
+    """As :func:`load_deployable`, for a loaded model and its checkpoint dict."""
+    from spikedelay.deploy import stepped_stream
+
+    meta = {"framing": state.get("framing") or {},
+            "class_names": [str(c) for c in state.get("class_names") or []]}
+    if stepped_stream.needs_stepped_engine(model):
+        try:
+            return stepped_stream.from_model(model, **meta)
+        except ValueError as err:  # a part with no streaming form yet
+            raise CheckpointError(f"{where}: {err}") from None
+    return from_model(model, **meta)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikedelay.deploy.net import DeployedNet, from_model, load_run_model
+from spikedelay.deploy.net import DeployedNet, deployable_of, load_run_model
 from spikedelay.errors import SpikeDelayError
 from spikedelay.history import read_history
 
@@ -198,11 +198,12 @@ def write_report(run_dir: str | Path, *, data_root: str | None = None, samples: 
 
     matplotlib.use("Agg")
     from spikedelay.checkpoint import checkpoint_config
+    from spikedelay.deploy import stepped_report, stepped_stream
 
     run_dir = Path(run_dir)
     model, state = load_run_model(run_dir, checkpoint)
-    net = from_model(model, framing=state.get("framing") or {},
-                     class_names=[str(c) for c in state.get("class_names") or []])
+    net = deployable_of(model, state, str(run_dir))
+    stepped = isinstance(net, stepped_stream.SteppedNet)  # recurrent or adaptive
     fig_dir = run_dir / "report"
     fig_dir.mkdir(parents=True, exist_ok=True)
     # validated without the data folder, which may have moved (checked when the data loads)
@@ -227,16 +228,29 @@ def write_report(run_dir: str | Path, *, data_root: str | None = None, samples: 
     for key in ("val_acc", "test_acc"):
         if final.get(key) is not None:
             lines.append(f"- {key.replace('_', ' ')}: {100 * final[key]:.2f} %")
+    if stepped:
+        lines += [f"- neurons: {cfg.model.neuron} (reset: {cfg.model.reset}), recurrence: "
+                  f"{cfg.model.recurrent}; measured by the frame-by-frame engine of recurrent "
+                  "and adaptive networks", "", stepped_report.NOT_COMPUTED]
     lines.append("")
     if _plot_curves(read_history(run_dir), fig_dir / "curves.png"):
         lines += ["## Training curves", "", "![training curves](report/curves.png)", ""]
-    _plot_delays(net, fig_dir / "delays.png")
-    kind = cfg.model.delay_kind
-    what = ("per synapse with a non-zero weight" if kind == "synaptic" else
-            f"one per {'input' if kind == 'axonal' else 'output'} channel")
-    lines += [f"## Learned delays ({kind}: integer, {what}; switched-off delays left out)", "",
-              "| layer | kind | active delays | active delays' range |", "|---|---|---|---|",
-              *delay_summary(net), "", "![delay histograms](report/delays.png)", ""]
+    if stepped:
+        stepped_report.plot_delays(net, fig_dir / "delays.png")
+        lines += ["## Delays (integer; feed-forward: one per non-zero synapse and delay, "
+                  "recurrent: one per presynaptic neuron, delivered at lag 1 + d)", "",
+                  "| layer | connections | delays | range |", "|---|---|---|---|",
+                  *stepped_report.delay_lines(net), "",
+                  "![delay histograms](report/delays.png)", ""]
+    else:
+        _plot_delays(net, fig_dir / "delays.png")
+        kind = cfg.model.delay_kind
+        what = ("per synapse with a non-zero weight" if kind == "synaptic" else
+                f"one per {'input' if kind == 'axonal' else 'output'} channel")
+        lines += [f"## Learned delays ({kind}: integer, {what}; switched-off delays left out)",
+                  "", "| layer | kind | active delays | active delays' range |",
+                  "|---|---|---|---|", *delay_summary(net), "",
+                  "![delay histograms](report/delays.png)", ""]
 
     frames = lengths = labels = None
     try:
@@ -249,10 +263,23 @@ def write_report(run_dir: str | Path, *, data_root: str | None = None, samples: 
         test = splits.test.subset(np.arange(min(samples, len(splits.test))))
         frames = test.frames.float().numpy()
         lengths, labels = test.lengths.numpy(), test.labels.numpy()
+        if labels.size and int(labels.max()) >= net.n_classes:
+            raise SpikeDelayError(f"its labels go up to {int(labels.max())}, the model has "
+                                  f"{net.n_classes} classes: not this run's data")
+        if frames.shape[2] != net.in_features:
+            raise SpikeDelayError(f"its frames have {frames.shape[2]} features, the model "
+                                  f"takes {net.in_features}")
     except SpikeDelayError as err:
+        frames = None
         lines += ["## Costs", "", f"Not computed: the test data could not be loaded ({err}). "
                   "Pass `--data DIR`.", ""]
-    if frames is not None:
+    if frames is not None and stepped:
+        costs, preds = stepped_report.stepped_costs(net, frames, lengths)
+        lines += [f"## Costs per test sample (mean over {len(lengths)} samples, "
+                  f"{lengths.mean():.1f} input frames)", "",
+                  f"Streamed accuracy on these samples: {100 * np.mean(preds == labels):.2f} %.",
+                  "", *stepped_report.cost_lines(costs, _fmt)]
+    elif frames is not None:
         costs = layer_costs(net, frames, lengths)
         preds = net.predict(frames, lengths)
         lines += [f"## Costs per test sample (mean over {len(lengths)} samples, "
@@ -274,6 +301,7 @@ def write_report(run_dir: str | Path, *, data_root: str | None = None, samples: 
                   f"than the dense convolution and {tot[2] / max(tot[0], 1):.1f}× fewer than a "
                   "dense one-tap product (SOPs are additions; MACs multiply-adds). Rates are "
                   "spikes per neuron per step over each layer's valid steps.", ""]
+    if frames is not None:
         lines += confusion_lines(labels, preds, net.class_names or
                                  [str(k) for k in range(net.n_classes)])
         import torch

@@ -63,6 +63,24 @@ class SteppedNet:
     def flush_steps(self) -> int:
         return len(self.layers) * self.tail
 
+    @property
+    def in_features(self) -> int:
+        return int(self.layers[0].stack.shape[2])
+
+    @property
+    def n_classes(self) -> int:
+        return self.layers[-1].out_features
+
+    @property
+    def bin_ms(self) -> float:
+        return float(self.framing.get("bin_ms", 10.0))
+
+    def synapse_count(self) -> int:
+        """Non-zero (synapse, delay) pairs, feed-forward and recurrent: what the engine stores."""
+        return int(sum(np.count_nonzero(la.stack) + (0 if la.w_rec is None else
+                                                     np.count_nonzero(la.w_rec))
+                       for la in self.layers))
+
     def stream(self, n_streams: int = 1) -> SteppedStream:
         return SteppedStream(self, n_streams)
 
@@ -186,11 +204,33 @@ def from_model(model, *, framing: dict[str, Any] | None = None,
 
 
 class SteppedStream:
-    """``n_streams`` independent streams; :meth:`step` one frame (B, in) → readout (B, C)."""
+    """``n_streams`` independent streams; :meth:`step` one frame (B, in) → readout (B, C).
+
+    As :class:`spikedelay.deploy.stream.Stream`: :meth:`push` (one stream: a frame (in,)),
+    :meth:`finish`, :meth:`reset`, :attr:`scores` (running Σ softmax of the readout steps) and
+    :attr:`prediction`. Costs so far, per stream and layer: ``events`` (presynaptic events into
+    the layer's feed-forward synapses: non-zero input entries or spikes of the layer below),
+    ``synops`` (events × fan-out), and for recurrent layers ``rec_events`` (the layer's own
+    valid spikes) and ``rec_synops`` (× recurrent fan-out); ``spikes`` valid spikes per layer.
+    """
 
     def __init__(self, net: SteppedNet, n_streams: int = 1) -> None:
         self.net = net
         self.b = n_streams
+        self._fan_ff = [np.count_nonzero(la.stack, axis=(0, 1)).astype(np.float64)
+                        for la in net.layers]
+        self._fan_rec = [None if la.w_rec is None else
+                         np.count_nonzero(la.w_rec, axis=0).astype(np.float64)
+                         for la in net.layers]
+        self.reset()
+
+    def reset(self) -> None:
+        """Start every stream over (state, scores and cost counters)."""
+        net, n_streams = self.net, self.b
+        n_layers = len(net.layers)
+        self.scores = np.zeros((n_streams, net.n_classes))
+        for name in ("events", "synops", "rec_events", "rec_synops", "spikes"):
+            setattr(self, name, np.zeros((n_streams, n_layers)))
         self.t = 0
         self.flushed = 0
         k = net.max_delay
@@ -210,6 +250,9 @@ class SteppedStream:
         layer, st, ring = self.net.layers[i], self.state[i], self.inputs[i]
         k = self.net.max_delay
         ring[self.t % k] = x
+        active = (x != 0).astype(np.float64)
+        self.events[:, i] += active.sum(1)
+        self.synops[:, i] += active @ self._fan_ff[i]
         cur = np.zeros((self.b, layer.out_features))
         for d in range(k):  # delay d reads the frame of step t - d
             if self.t - d >= 0:
@@ -242,7 +285,13 @@ class SteppedStream:
             w = beta * w + (1 - beta) * layer.q * (a * u + b * s)
         st.update(u=u, w=w, h=h, s=s)
         hist[self.t % hist.shape[0]] = s
-        return s if live else np.zeros_like(s)
+        if not live:
+            return np.zeros_like(s)
+        self.spikes[:, i] += s.sum(1)
+        if layer.w_rec is not None:
+            self.rec_events[:, i] += s.sum(1)
+            self.rec_synops[:, i] += s @ self._fan_rec[i]
+        return s
 
     def step(self, frame: np.ndarray, *, live: tuple[bool, ...] | None = None) -> np.ndarray:
         """Feed one frame per stream (B, in); returns the readout potentials (B, C)."""
@@ -254,7 +303,22 @@ class SteppedStream:
         for i in range(len(self.net.layers)):
             x = self._layer_step(i, x, live[i])
         self.t += 1
+        z = np.exp(x - x.max(-1, keepdims=True))
+        self.scores += z / z.sum(-1, keepdims=True)
         return x.copy()
+
+    def push(self, frame: np.ndarray) -> np.ndarray:
+        """Feed one frame: (in,) for a single stream, (B, in) for ``B``; returns v_out."""
+        x = np.asarray(frame, dtype=np.float64)
+        one = x.ndim == 1
+        v = self.step(x[None] if one else x)
+        return v[0] if one else v
+
+    @property
+    def prediction(self) -> np.ndarray | int:
+        """argmax of :attr:`scores` (an int for a single stream)."""
+        p = self.scores.argmax(-1)
+        return int(p[0]) if self.b == 1 else p
 
     def finish(self) -> list[np.ndarray]:
         """The flush: ``len(layers) · tail`` zero-input steps, layer ``l`` live for ``l·tail``
