@@ -45,6 +45,7 @@ from typing import Literal
 
 import numpy as np
 
+from spikedelay.deploy.export_file import read_export
 from spikedelay.deploy.net import DeployedLayer, DeployedNet
 from spikedelay.errors import CheckpointError, DependencyError
 
@@ -82,16 +83,8 @@ def save_safetensors(net: DeployedNet, path: str | Path) -> Path:
 
 
 def load_safetensors(path: str | Path) -> DeployedNet:
-    from safetensors import safe_open
-
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="numpy") as fh:
-            meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-        header = json.loads(meta["spikedelay"])
-    except Exception as err:  # safetensors raises several types for damaged files
-        raise CheckpointError(f"{path}: not a spikedelay export: {err}") from None
+    header, tensors = read_export(path)
     if header.get("format") == "spikedelay-stepped/1":  # a recurrent or adaptive network
         from spikedelay.deploy.stepped_export import stepped_from_header
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spikedelay.deploy.export_file import read_export
 from spikedelay.deploy.stepped_stream import SteppedLayer, SteppedNet
 from spikedelay.errors import CheckpointError
 
@@ -78,18 +79,7 @@ def stepped_from_header(header: dict, tensors: dict[str, np.ndarray], where: str
 
 def load_stepped(path: str | Path) -> SteppedNet:
     """Reload a file written by :func:`save_stepped`."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: exported model not found")
-    try:
-        with safe_open(str(path), framework="numpy") as fh:
-            meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-        header = json.loads(meta["spikedelay"])
-    except Exception as err:  # safetensors raises several types for damaged files
-        raise CheckpointError(f"{path}: not a spikedelay export: {err}") from None
+    header, tensors = read_export(path)
     if header.get("format") != FORMAT_STEPPED:
         raise CheckpointError(f"{path}: unknown export format {header.get('format')!r}")
     return stepped_from_header(header, tensors, str(path))
