@@ -3,6 +3,7 @@ folders in the layout ``spikedelay train`` writes (checkpoint via ``save_checkpo
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -51,3 +52,16 @@ def save_run(run_dir: Path, model: DelaySNN, *, framing: dict | None = None,
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (run_dir / "metrics.json").write_text(json.dumps({"test_acc": 0.4, "val_acc": 0.3}))
     return run_dir
+
+
+def deploy_cli(argv: list[str]) -> int:
+    """Run one of the deploy subcommands (stream, export, report) as the CLI parses it."""
+    from spikedelay.deploy import cli_commands
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    for add in (cli_commands.add_stream_parser, cli_commands.add_export_parser,
+                cli_commands.add_report_parser):
+        add(sub)
+    args = parser.parse_args(argv)
+    return args.handler(args)

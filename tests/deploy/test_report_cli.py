@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 
 import numpy as np
 import pytest
 import soundfile
 import torch
+from deploy_helpers import deploy_cli as _main
 from deploy_helpers import randomised_model, save_run
 
 from spikedelay.config import ModelConfig
 from spikedelay.data.framing import Framing
 from spikedelay.data.hdf5 import read_spike_file, write_spike_file
-from spikedelay.deploy import cli_commands, load_exported
+from spikedelay.deploy import load_exported
 from spikedelay.deploy.net import from_run
 from spikedelay.deploy.report import write_report
-
-
-def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    for add in (cli_commands.add_stream_parser, cli_commands.add_export_parser,
-                cli_commands.add_report_parser):
-        add(sub)
-    args = parser.parse_args(argv)
-    return args.handler(args)
 
 
 @pytest.fixture(name="run_with_data")

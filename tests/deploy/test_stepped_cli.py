@@ -7,19 +7,19 @@ spikes × fan-out (feed-forward and recurrent) for the report's synaptic operati
 
 from __future__ import annotations
 
-import argparse
 import copy
 import re
 
 import numpy as np
 import pytest
 import torch
+from deploy_helpers import deploy_cli as _main
 from deploy_helpers import save_run
 
 from spikedelay.config import ModelConfig
 from spikedelay.data.framing import Framing
 from spikedelay.data.hdf5 import read_spike_file, write_spike_file
-from spikedelay.deploy import cli_commands, load_exported
+from spikedelay.deploy import load_exported
 from spikedelay.model import DelaySNN
 
 CASES = {
@@ -31,16 +31,6 @@ CASES = {
 # weight gain, bias added, seed: lively layers and predictions that differ between samples
 DRIVE = {"delrec": (3.0, 0.0, 1), "se-adlif": (30.0, 2.0, 2)}
 N_TEST = 6
-
-
-def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    for add in (cli_commands.add_stream_parser, cli_commands.add_export_parser,
-                cli_commands.add_report_parser):
-        add(sub)
-    args = parser.parse_args(argv)
-    return args.handler(args)
 
 
 def _model(case: str) -> DelaySNN:
