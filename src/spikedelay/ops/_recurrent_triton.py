@@ -9,15 +9,16 @@ Layout, and why. The recurrent current ``W y[t]`` couples every neuron of a samp
 step, and step ``t`` needs the spikes of all neurons at the steps before it, so the time loop
 cannot be split over programs that each own a block of neurons (they would have to meet at a
 grid-wide barrier every step, which Triton does not offer). Two designs are correct: a launch
-sequence per time step (trace kernel, cuBLAS matmul, neuron kernel: ≈ 3 launches a step, ~750
-per SHD forward, the launch cost this engine exists to remove), or **one program per sample
-that owns all its neurons and runs the whole time loop**, doing the small mat-vec in the kernel.
-We take the second: one launch per sequence. The program keeps the neuron states (membrane,
-adaptation, previous step) of all ``N`` neurons (padded to a power of two) in registers;
-each step it
+sequence per time step (trace kernel, cuBLAS matmul, neuron kernel: ≈ 3 launches a step, some
+hundreds a sequence each way: the launch cost this engine exists to remove), or **one program
+per sample that owns all its neurons and runs the whole time loop**, doing the small mat-vec in
+the kernel. We take the second: one launch per sequence. The program keeps the neuron states
+(membrane, adaptation, previous step) of all ``N`` neurons (padded to a power of two) in
+registers; each step it
 
 1. builds the presynaptic trace ``y[t, o] = Σ_k m[o, k] s[t-k, o]`` from the spikes it already
-   wrote (the output tensor is the history: no ring buffer),
+   wrote (the output tensor is the history: no ring buffer; ``m`` is read transposed, (L, N),
+   so each lag is one coalesced row),
 2. writes ``y[t]`` and waits at a barrier (``tl.debug_barrier``: a CTA barrier, which also makes
    the writes of every thread of the program visible to the others),
 3. adds ``Σ_o W[i, o] y[t, o]`` over tiles of ``TILE × N`` weights, reading ``y`` back in tile
@@ -34,8 +35,9 @@ the grid is (sample, block of 64 neurons), as for :mod:`._lif_triton`.
 
 Under TRITON_INTERPRET=1 each program runs alone and in order, so the barriers are no-ops and
 the tests check the arithmetic; the barriers are what keeps the compiled kernel correct.
-Float64 results equal the numba kernels to rounding (the mat-vec sums in another order);
-float32 divisions are IEEE-rounded (``div_exact``) as there.
+Results equal the numba kernels to rounding: the mat-vec sums in another order, so in float32
+a membrane within a rounding of the threshold may spike in one and not the other (divisions
+are IEEE-rounded, ``div_exact``, as there).
 """
 
 import math
@@ -60,15 +62,16 @@ def _surrogate(x, p1, p2, slope, SG: tl.constexpr):
     ``slope`` = π/2 · p1 (a constant in the data's dtype, not a float32 literal)."""
     if SG == 0:
         z = slope * x
-        return div_exact(p1 / 2.0, 1.0 + z * z)
+        g = div_exact(p1 / 2.0, 1.0 + z * z)
     elif SG == 1:
-        return div_exact(tl.maximum(p1 - tl.abs(x), 0.0), p1 * p1)
+        g = div_exact(tl.maximum(p1 - tl.abs(x), 0.0), p1 * p1)
     else:
-        return div_exact(p2 * p1, 2.0 * tl.exp(p1 * tl.abs(x)))
+        g = div_exact(p2 * p1, 2.0 * tl.exp(p1 * tl.abs(x)))
+    return g
 
 
 @triton.jit
-def _forward_kernel(x_ptr, wt_ptr, m_ptr, drop_ptr, alpha_ptr, beta_ptr, a_ptr, b_ptr, p_ptr,
+def _forward_kernel(x_ptr, wt_ptr, mt_ptr, drop_ptr, alpha_ptr, beta_ptr, a_ptr, b_ptr, p_ptr,
                     h_ptr, s_ptr, w_ptr, i_ptr, y_ptr, steps, n, lags, KIND: tl.constexpr,
                     SUB: tl.constexpr, HAS_REC: tl.constexpr, BLOCK: tl.constexpr,
                     TILE: tl.constexpr):
@@ -97,7 +100,7 @@ def _forward_kernel(x_ptr, wt_ptr, m_ptr, drop_ptr, alpha_ptr, beta_ptr, a_ptr, 
         if HAS_REC:
             y = zero
             for k in range(1, tl.minimum(lags - 1, t) + 1):
-                y += tl.load(m_ptr + c * lags + k, mask=keep, other=0.0) * tl.load(
+                y += tl.load(mt_ptr + k * n + c, mask=keep, other=0.0) * tl.load(
                     s_ptr + row - k * n + c, mask=keep, other=0.0)
             tl.store(y_ptr + row + c, y, mask=keep)
             tl.debug_barrier()  # y[t] of every neuron written before any thread reads a tile
@@ -135,7 +138,7 @@ def _forward_kernel(x_ptr, wt_ptr, m_ptr, drop_ptr, alpha_ptr, beta_ptr, a_ptr, 
 
 
 @triton.jit
-def _backward_kernel(gs_ptr, gh_ptr, h_ptr, s_ptr, w_ptr, i_ptr, wr_ptr, m_ptr, drop_ptr,
+def _backward_kernel(gs_ptr, gh_ptr, h_ptr, s_ptr, w_ptr, i_ptr, wr_ptr, mt_ptr, drop_ptr,
                      alpha_ptr, beta_ptr, a_ptr, b_ptr, p_ptr, gi_ptr, gy_ptr, part_ptr, batch,
                      steps, n, lags, KIND: tl.constexpr, SUB: tl.constexpr,
                      HAS_REC: tl.constexpr, SG: tl.constexpr, BLOCK: tl.constexpr,
@@ -169,7 +172,7 @@ def _backward_kernel(gs_ptr, gh_ptr, h_ptr, s_ptr, w_ptr, i_ptr, wr_ptr, m_ptr, 
         gs = tl.load(gs_ptr + row + c, mask=keep, other=0.0) + gs_c
         if HAS_REC:
             for k in range(1, tl.minimum(lags - 1, steps - 1 - t) + 1):
-                gs += tl.load(m_ptr + c * lags + k, mask=keep, other=0.0) * tl.load(
+                gs += tl.load(mt_ptr + k * n + c, mask=keep, other=0.0) * tl.load(
                     gy_ptr + row + k * n + c, mask=keep, other=0.0)
         h = tl.load(h_ptr + row + c, mask=keep, other=0.0)
         s = tl.load(s_ptr + row + c, mask=keep, other=0.0)
@@ -264,7 +267,7 @@ class _TritonRecurrent(torch.autograd.Function):
         batch, steps, n = x.shape
         dummy = x.new_empty(1)
         wt = w_rec.detach().t().contiguous() if has_rec else dummy
-        m_ = m.detach().contiguous() if has_rec else dummy
+        mt = m.detach().t().contiguous() if has_rec else dummy  # (L, N): coalesced per lag
         drop_ = drop.detach().contiguous() if has_rec else dummy
         h, s = torch.empty_like(x), torch.empty_like(x)
         w, cur = (torch.empty_like(x), torch.empty_like(x)) if kind else (dummy, dummy)
@@ -272,16 +275,16 @@ class _TritonRecurrent(torch.autograd.Function):
         coeffs = [p.detach().contiguous() for p in (alpha, beta, a, b)]
         grid, launch = _geometry(batch, n, has_rec)
         _forward_kernel[grid](
-            x, wt, m_, drop_, *coeffs, constants(x, tau, q, thr), h, s, w, cur, y, steps, n,
-            m_.shape[1] if has_rec else 1, KIND=kind, SUB=subtract, HAS_REC=has_rec, **launch)
-        ctx.save_for_backward(h, s, w, cur, y, w_rec.detach() if has_rec else dummy, m_, drop_,
+            x, wt, mt, drop_, *coeffs, constants(x, tau, q, thr), h, s, w, cur, y, steps, n,
+            mt.shape[0] if has_rec else 1, KIND=kind, SUB=subtract, HAS_REC=has_rec, **launch)
+        ctx.save_for_backward(h, s, w, cur, y, w_rec.detach() if has_rec else dummy, mt, drop_,
                               *coeffs)
         ctx.consts = consts
         return s, h
 
     @staticmethod
     def backward(ctx, gs, gh):
-        h, s, w, cur, y, w_rec, m, drop, alpha, beta, a, b = ctx.saved_tensors
+        h, s, w, cur, y, w_rec, mt, drop, alpha, beta, a, b = ctx.saved_tensors
         kind, subtract, has_rec, tau, q, thr, sg_code, p1, p2 = ctx.consts
         batch, steps, n = h.shape
         gs = torch.zeros_like(h) if gs is None else gs.contiguous()
@@ -293,13 +296,13 @@ class _TritonRecurrent(torch.autograd.Function):
         grid, launch = _geometry(batch, n, has_rec)
         p = constants(h, tau, q, thr, p1, p2, math.pi / 2.0 * p1)
         _backward_kernel[grid](
-            gs, gh, h, s, w, cur, wr, m, drop, alpha, beta, a, b, p, gi, gy, part, batch, steps,
-            n, m.shape[1] if has_rec else 1, KIND=kind, SUB=subtract, HAS_REC=has_rec,
+            gs, gh, h, s, w, cur, wr, mt, drop, alpha, beta, a, b, p, gi, gy, part, batch, steps,
+            n, mt.shape[0] if has_rec else 1, KIND=kind, SUB=subtract, HAS_REC=has_rec,
             SG=sg_code, **launch)
         g_w = g_m = None
         if has_rec:
             g_w = weight_grad(gi, drop, y) if ctx.needs_input_grad[1] else None
-            g_m = lag_grad(gy, s, m.shape[1]) if ctx.needs_input_grad[2] else None
+            g_m = lag_grad(gy, s, mt.shape[0]) if ctx.needs_input_grad[2] else None
         g_alpha, g_beta, g_a, g_b = part.sum(1).unbind(0)
         return gi, g_w, g_m, None, g_alpha, g_beta, g_a, g_b, None
 
