@@ -131,3 +131,16 @@ def test_recipe_trains_one_epoch_on_the_shipped_data(name, tmp_path):
 def test_recurrent_delays_are_counted_as_delays(name, delays):
     net = DelaySNN(load_config(name).model)
     assert net.num_delays() == net.num_active_delays() == delays
+
+
+def test_synthdigits_best_count_is_se_adlif_at_2x256():
+    """synthdigits-best (issue 16) is SE-adLIF with plain recurrence at 140-256-256-20: per
+    hidden layer W (in x h) + bias + W_rec (h x h) + 4 per-neuron parameters (κ_u, κ_w, a, b),
+    then a readout with bias; counted by hand, not from our modules."""
+    h, i, c = 256, 140, 20
+    by_hand = (i * h + h + h * h + 4 * h) + (h * h + h + h * h + 4 * h) + (h * c + c)
+    cfg = load_config("synthdigits-best")
+    assert by_hand == cfg.expected_params == DelaySNN(cfg.model).num_parameters() == 240_148
+    assert cfg.data.root is None and cfg.data.dataset == "synthdigits"  # the shipped release
+    assert [a["name"] for a in cfg.data.augment] == [
+        "channel_shift", "time_stretch", "time_shift", "event_drop", "class_blend"]
