@@ -3,7 +3,11 @@
 On a GPU the kernels are compiled for real (what CI cannot do); ``--device cpu`` runs them in
 Triton's interpreter (small sizes: a dry run of this script). Each op's forward and backward get
 the same inputs in both backends; errors are relative to the reference output's peak, spikes
-count as mismatches. TF32 is off (float32 against float32).
+count as mismatches. TF32 is off (float32 against float32). The recurrent engine's rows time the
+run's dtype but compare a float64 run: in float32 the mat-vec's summation order can flip a spike
+near the threshold, and the recurrence then spreads it, so float32 outputs of two correct
+backends differ. Their backward rows time forward + backward (the reference's backward is
+autograd through its own forward).
 
     python benchmarks/triton_check.py --device cuda          # SHD-sized tensors
     python benchmarks/triton_check.py --device cpu --json    # interpreted, tiny
@@ -45,6 +49,8 @@ def main(argv=None) -> int:
         _gaussian_triton,
         _lif_torch,
         _lif_triton,
+        _recurrent_torch,
+        _recurrent_triton,
     )
 
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
@@ -89,9 +95,12 @@ def main(argv=None) -> int:
             times.append(time.perf_counter() - t0)
         return out, sorted(times)[len(times) // 2]
 
-    def compare(name, tri, ref, spikes=()):
+    def compare(name, tri, ref, spikes=(), exact=None):
+        """``exact``: (tri, ref) in float64, compared instead (the timing stays tri's, ref's)."""
         tri_out, t_tri = timed(tri)
         ref_out, t_ref = timed(ref)
+        if exact is not None:
+            tri_out, ref_out = exact[0](), exact[1]()
         tri_out = tri_out if isinstance(tri_out, tuple) else (tri_out,)
         ref_out = ref_out if isinstance(ref_out, tuple) else (ref_out,)
         err, mismatch = 0.0, 0
@@ -101,11 +110,68 @@ def main(argv=None) -> int:
                 mismatch += int((a != b).sum())
             else:
                 err = max(err, float((a - b).abs().max()) / max(float(b.abs().max()), 1e-30))
-        tol = 1e-10 if dtype == torch.float64 else 1e-4
+        tol = 1e-10 if dtype == torch.float64 or exact is not None else 1e-4
         return {"kernel": name, "max_rel_err": err, "spike_mismatches": mismatch,
                 "ok": err <= tol and mismatch <= max(1, x.numel() // 100_000),
                 "triton_ms": 1e3 * t_tri, "torch_ms": 1e3 * t_ref,
                 "speedup": t_ref / t_tri if t_tri > 0 else math.inf}
+
+    n_rec, lags = (7, 5) if small else (256, 32)
+
+    def recurrent_problem(neuron, dt):
+        """DelRec's layer (LIF, triangle-delayed recurrence) or SE-adLIF (plain recurrence)."""
+        r = torch.Generator().manual_seed(1)
+
+        def draw(*shape, scale=1.0, shift=0.0):
+            return (torch.rand(*shape, generator=r, dtype=torch.float64) * scale + shift).to(
+                device=device, dtype=dt)
+
+        adaptive = neuron == "se-adlif"
+        xr = draw(batch, steps, n_rec, scale=20.0 if adaptive else 1.4)  # q = 120 adapts hard
+        w_rec = (torch.randn(n_rec, n_rec, generator=r, dtype=torch.float64)
+                 / math.sqrt(n_rec)).to(device=device, dtype=dt)
+        if adaptive:  # one step of lag
+            m = torch.zeros(n_rec, 2, device=device, dtype=dt)
+            m[:, 1] = 1.0
+        else:  # triangle of half-width 1.5 around lag 1 + d, d in [0, L - 4)
+            d = draw(n_rec, 1, scale=lags - 4.0)
+            k = torch.arange(lags, device=device, dtype=dt)
+            m = ((1.5 - (k - 1 - d).abs()).clamp_min(0) / 1.5**2) * (k > 0)
+        drop = (draw(batch, n_rec) > 0.2).to(dt) / 0.8
+        coeffs = [draw(n_rec, scale=hi - lo, shift=lo) for lo, hi in
+                  ((math.exp(-1 / 5), math.exp(-1 / 25)), (math.exp(-1 / 60),
+                   math.exp(-1 / 300)), (0.0, 1.0), (0.0, 2.0))]
+        kw = (dict(neuron="se-adlif", reset="hard", tau=2.0, q=120.0, threshold=1.0,
+                   surrogate="slayer", p1=5.0, p2=0.4) if adaptive else
+              dict(neuron="lif", reset="hard", tau=1.05, q=1.0, threshold=1.0,
+                   surrogate="atan", p1=5.0, p2=0.0))
+        leaves = [t.requires_grad_() for t in (xr, w_rec, m, *(coeffs if adaptive else []))]
+        cot = [draw(batch, steps, n_rec, scale=2.0, shift=-1.0) for _ in range(2)]
+        return (xr, w_rec, m, drop, *coeffs), kw, leaves, cot
+
+    def recurrent_rows(name, neuron):
+        def forward(mod, dt):
+            args, kw, _, _ = problems[dt]
+            return lambda: tuple(o.detach() for o in mod.recurrent_sequence(*args, **kw))
+
+        def backward(mod, dt):
+            args, kw, leaves, (cs, ch) = problems[dt]
+
+            def run():
+                s, h = mod.recurrent_sequence(*args, **kw)
+                return torch.autograd.grad((s * cs).sum() + (h * ch).sum(), leaves)
+            return run
+
+        problems = {dt: recurrent_problem(neuron, dt) for dt in {dtype, torch.float64}}
+        f64 = torch.float64
+        return [
+            compare(f"{name}_forward", forward(_recurrent_triton, dtype),
+                    forward(_recurrent_torch, dtype), spikes=(0,),
+                    exact=(forward(_recurrent_triton, f64), forward(_recurrent_torch, f64))),
+            compare(f"{name}_backward", backward(_recurrent_triton, dtype),
+                    backward(_recurrent_torch, dtype),
+                    exact=(backward(_recurrent_triton, f64), backward(_recurrent_torch, f64))),
+        ]
 
     h_ref, _ = _lif_torch.lif_forward(x, tau, thr)
     mean, var, n = _batchnorm_torch.stats(x, mask)
@@ -148,11 +214,14 @@ def main(argv=None) -> int:
                                                                      True, True),
                 lambda: _channel_delay_torch.channel_delay_backward(x, k_cd, gy_cd, left, right,
                                                                     True, True)),
+        *recurrent_rows("recurrent", "lif"),
+        *recurrent_rows("adaptive", "se-adlif"),
     ]
     result = {"device": str(device), "dtype": args.dtype,
               "interpreted": device.type == "cpu",
               "sizes": {"lif": [batch, steps, channels], "gaussian": [n_out, n_in, copies, taps],
-                        "channel_delay": [batch, steps, channels, taps]},
+                        "channel_delay": [batch, steps, channels, taps],
+                        "recurrent": [batch, steps, n_rec, lags]},
               "kernels": rows, "ok": all(r["ok"] for r in rows)}
     if args.json:
         print(json.dumps(result, indent=1))

@@ -36,7 +36,8 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     assert kernels == ["lif_forward", "lif_backward", "li_forward", "li_backward",
                        "masked_bn_forward", "masked_bn_backward", "bn_lif_forward",
                        "bn_lif_backward", "gaussian_forward", "gaussian_backward",
-                       "channel_delay_forward", "channel_delay_backward"]
+                       "channel_delay_forward", "channel_delay_backward", "recurrent_forward",
+                       "recurrent_backward", "adaptive_forward", "adaptive_backward"]
     rows = [json.loads(line) for line in
             (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     printed = re.search(r"epoch times ([\d., ]+) s", summary).group(1)

@@ -46,7 +46,7 @@ NEURON_Q = {"lif": 1.0, "adlif": 1.0, "se-adlif": 3.0}
 SURR = {"atan": (5.0, 0.0), "triangle": (1.0, 0.0), "slayer": (5.0, 0.4)}
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", ["numba", "torch", "triton"])  # Triton interpreted
 @pytest.mark.parametrize("rec", ["none", "plain", "delayed"])
 @pytest.mark.parametrize("neuron", ["lif", "adlif", "se-adlif"])
 @pytest.mark.parametrize("reset,surr", [("hard", "atan"), ("subtract", "triangle"),

@@ -1,13 +1,14 @@
 """Fused kernels: LIF/LI, masked BatchNorm (→ LIF), the Gaussian delay kernel, the DFT convolution,
-the per-channel delay.
+the per-channel delay, the time-stepped (recurrent, adaptive) layer.
 
 Each op is a public module (``lif``, ``batchnorm``, ``gaussian``, ``delay_conv``,
-``channel_delay``) holding its autograd Function (forward + hand-written backward) and one
-private module per backend with the same function names: ``_<op>_numba`` (CPU),
-``_<op>_triton`` (CUDA; CPU under ``TRITON_INTERPRET=1``) and ``_<op>_torch`` (any device, the
-reference). Which one runs is chosen in one place, :mod:`spikedelay.ops.dispatch`, from the
-tensor's device, or forced for the whole process with
-``SPIKEDELAY_KERNELS=auto|numba|triton|torch``. Layer code never checks devices.
+``channel_delay``, ``recurrent``) holding its autograd Function (forward + hand-written
+backward; ``recurrent``'s backends each hold theirs) and one private module per backend with
+the same function names: ``_<op>_numba`` (CPU), ``_<op>_triton`` (CUDA; CPU under
+``TRITON_INTERPRET=1``) and ``_<op>_torch`` (any device, the reference). Which one runs is
+chosen in one place, :mod:`spikedelay.ops.dispatch`, from the tensor's device, or forced for the
+whole process with ``SPIKEDELAY_KERNELS=auto|numba|triton|torch``. Layer code never checks
+devices.
 
 Adding a kernel (say a recurrent LIF, op ``"rlif"``):
 

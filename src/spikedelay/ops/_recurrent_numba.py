@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from spikedelay.ops._interop import as_numpy as _np
+from spikedelay.ops._recurrent_common import lag_grad, weight_grad
 from spikedelay.ops.surrogate import SURROGATE_CODES, make_numba_surrogate
 
 NEURONS = ("lif", "adlif", "se-adlif")
@@ -158,18 +159,6 @@ def _kernels() -> dict[str, object] | None:
     return _KERNELS
 
 
-def _lag_grad(gy: Tensor, s: Tensor, lags: int) -> Tensor:
-    """``g_m[o, k] = Σ_{b,t} gy[b, t, o] · s[b, t-k, o]`` for ``k = 1 … L-1`` (column 0 is 0)."""
-    cols = [torch.zeros_like(gy[0, 0])]
-    steps = gy.shape[1]
-    for k in range(1, lags):
-        if k >= steps:
-            cols.append(torch.zeros_like(gy[0, 0]))
-        else:
-            cols.append((gy[:, k:] * s[:, : steps - k]).sum((0, 1)))
-    return torch.stack(cols, dim=1)
-
-
 class _FusedRecurrent(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w_rec, m, drop, alpha, beta, a, b, consts):
@@ -214,9 +203,8 @@ class _FusedRecurrent(torch.autograd.Function):
         )
         g_w = g_m = None
         if has_rec:
-            gz = gi * drop.unsqueeze(1)
-            g_w = torch.einsum("bti,bto->io", gz, y) if ctx.needs_input_grad[1] else None
-            g_m = _lag_grad(gy, s, m.shape[1]) if ctx.needs_input_grad[2] else None
+            g_w = weight_grad(gi, drop, y) if ctx.needs_input_grad[1] else None
+            g_m = lag_grad(gy, s, m.shape[1]) if ctx.needs_input_grad[2] else None
         ga_, gb_, gc_, gd_ = (g.sum(0) for g in gpar)
         return gi, g_w, g_m, None, ga_, gb_, gc_, gd_, None
 

@@ -182,6 +182,7 @@ register("channel_delay", "numba", "spikedelay.ops._channel_delay_numba")
 register("channel_delay", "triton", "spikedelay.ops._channel_delay_triton")
 register("channel_delay", "torch", "spikedelay.ops._channel_delay_torch", dtypes=None)
 register("recurrent", "numba", "spikedelay.ops._recurrent_numba")
+register("recurrent", "triton", "spikedelay.ops._recurrent_triton")
 register("recurrent", "torch", "spikedelay.ops._recurrent_torch", dtypes=None)
 
 __all__ = [

@@ -2,10 +2,10 @@
 
 A recurrence forbids one convolution over the whole sequence: step ``t`` needs the spikes of
 the steps before it. This module runs the whole time loop of one hidden layer in one kernel
-(numba on CPU, parallel over the batch; ``_recurrent_numba``) with a closed-form backward
-(BPTT), and keeps a plain torch loop with autograd (``_recurrent_torch``) as the reference for
-any device; :mod:`spikedelay.ops.dispatch` picks one (op ``"recurrent"``; no Triton kernel
-yet, so CUDA runs the torch loop).
+with a closed-form backward (BPTT): numba on CPU, parallel over the batch
+(``_recurrent_numba``), Triton on CUDA, one program per sample doing the recurrent mat-vec in
+the kernel (``_recurrent_triton``); a plain torch loop with autograd (``_recurrent_torch``) is
+the reference for any device. :mod:`spikedelay.ops.dispatch` picks one (op ``"recurrent"``).
 
 Per step ``t``, for every sample and neuron (``x`` is the feed-forward input current)::
 
@@ -56,7 +56,7 @@ def recurrent_sequence(
     recurrence); ``drop`` (B, N) recurrent-dropout mask (already scaled) or ``None``;
     ``alpha, beta, a, b`` (N,) adaptive parameters (ignored by ``lif``, which uses ``tau``)
     → (spikes (B, T, N), membranes (B, T, N)). The backend follows the tensor (numba on CPU,
-    torch elsewhere) or ``SPIKEDELAY_KERNELS``.
+    Triton on CUDA, torch elsewhere) or ``SPIKEDELAY_KERNELS``.
     """
     if x.dim() != 3:
         raise ValueError(f"recurrent_sequence expects x (B, T, N), got shape {tuple(x.shape)}")
