@@ -11,17 +11,20 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from spikedelay.ops._gaussian_torch import tap_floor
 from spikedelay.ops._triton_common import constants
 
 SYNAPSES = 32  # synapses per program
 
 
 @triton.jit
-def _bump(position, half, sigma, eps, k, taps):
-    # g (S, KP) over the taps (0 past the last tap), G = Σ g + eps (S,), and k - c (S, KP)
+def _bump(position, half, sigma, eps, floor, k, taps):
+    # g (S, KP) over the taps (0 past the last tap and below ``floor``, as in the numba
+    # kernels), G = Σ g + eps (S,), and k - c (S, KP)
     d = k[None, :].to(position.dtype) - (position + half)[:, None]
     z = d / sigma
-    g = tl.where((k < taps)[None, :], tl.exp(-0.5 * z * z), 0.0)
+    g = tl.exp(-0.5 * z * z)
+    g = tl.where((k < taps)[None, :] & (g >= floor), g, 0.0)
     return g, tl.sum(g, axis=1) + eps, d
 
 
@@ -35,14 +38,17 @@ def _forward_kernel(w_ptr, p_ptr, c_ptr, out_ptr, n_out, n_in, copies, taps,
     k = tl.arange(0, KP)
     sigma = tl.load(c_ptr)
     eps = tl.load(c_ptr + 1)
+    floor = tl.load(c_ptr + 2)
+    tiny = tl.load(c_ptr + 3)
     half = taps // 2
     acc = tl.zeros((SYN, KP), dtype=w_ptr.dtype.element_ty)
     for c in range(0, copies):
         src = (o * n_in + i) * copies + c
         w = tl.load(w_ptr + src, mask=keep, other=0.0)
         pos = tl.load(p_ptr + src, mask=keep, other=0.0)
-        g, total, _ = _bump(pos, half, sigma, eps, k, taps)
+        g, total, _ = _bump(pos, half, sigma, eps, floor, k, taps)
         acc += w[:, None] * (g / total[:, None])
+    acc = tl.where(tl.abs(acc) >= tiny, acc, 0.0)
     dst = k[None, :] * (n_out * n_in) + s[:, None]
     tl.store(out_ptr + dst, acc, mask=keep[:, None] & (k < taps)[None, :])
 
@@ -57,6 +63,7 @@ def _backward_kernel(w_ptr, p_ptr, c_ptr, g_ptr, gw_ptr, gp_ptr, n_out, n_in, co
     k = tl.arange(0, KP)
     sigma = tl.load(c_ptr)
     eps = tl.load(c_ptr + 1)
+    floor = tl.load(c_ptr + 2)
     half = taps // 2
     delta = tl.load(g_ptr + k[None, :] * (n_out * n_in) + s[:, None],
                     mask=keep[:, None] & (k < taps)[None, :], other=0.0)
@@ -64,7 +71,7 @@ def _backward_kernel(w_ptr, p_ptr, c_ptr, g_ptr, gw_ptr, gp_ptr, n_out, n_in, co
         src = (o * n_in + i) * copies + c
         w = tl.load(w_ptr + src, mask=keep, other=0.0)
         pos = tl.load(p_ptr + src, mask=keep, other=0.0)
-        g, total, d = _bump(pos, half, sigma, eps, k, taps)
+        g, total, d = _bump(pos, half, sigma, eps, floor, k, taps)
         gd = delta * g
         a = tl.sum(gd, axis=1)
         b = tl.sum(gd * d, axis=1)
@@ -72,6 +79,11 @@ def _backward_kernel(w_ptr, p_ptr, c_ptr, g_ptr, gw_ptr, gp_ptr, n_out, n_in, co
         tl.store(gw_ptr + src, a / total, mask=keep)
         slope = b / total - a * m / (total * total)
         tl.store(gp_ptr + src, w / (sigma * sigma) * slope, mask=keep)
+
+
+def _constants(weight: Tensor, sigma: float, eps: float) -> Tensor:
+    """σ, eps, the bumps' tap floor and the smallest normal number of the dtype."""
+    return constants(weight, sigma, eps, tap_floor(weight.dtype), torch.finfo(weight.dtype).tiny)
 
 
 def _geometry(weight: Tensor, taps: int) -> tuple[tuple[int], int]:
@@ -84,7 +96,7 @@ def gaussian_forward(weight: Tensor, position: Tensor, sigma: float, taps: int,
     n_out, n_in, copies = weight.shape
     out = weight.new_empty(taps, n_in, n_out)
     grid, kp = _geometry(weight, taps)
-    _forward_kernel[grid](weight, position, constants(weight, sigma, eps), out, n_out, n_in,
+    _forward_kernel[grid](weight, position, _constants(weight, sigma, eps), out, n_out, n_in,
                           copies, taps, SYN=SYNAPSES, KP=kp)
     return out
 
@@ -95,6 +107,6 @@ def gaussian_backward(weight: Tensor, position: Tensor, sigma: float, grad_tm: T
     taps = grad_tm.shape[0]
     grad_w, grad_p = torch.empty_like(weight), torch.empty_like(position)
     grid, kp = _geometry(weight, taps)
-    _backward_kernel[grid](weight, position, constants(weight, sigma, eps), grad_tm, grad_w,
+    _backward_kernel[grid](weight, position, _constants(weight, sigma, eps), grad_tm, grad_w,
                            grad_p, n_out, n_in, copies, taps, SYN=SYNAPSES, KP=kp)
     return grad_w, grad_p
