@@ -144,3 +144,25 @@ def test_load_exported_errors(tmp_path):
     bad.write_bytes(b"garbage that is not a file format")
     with pytest.raises(CheckpointError, match="not a spikedelay export"):
         load_exported(bad)
+
+
+def test_failed_nir_write_keeps_the_file_already_there(tmp_path, trained_like, monkeypatch):
+    """A NIR export that dies half-way (disk full, a kill) leaves the previous export intact
+    and no temporary behind; before, ``nir.write`` truncated the target first."""
+    model, x, lengths, *_ = trained_like
+    net = from_model(model)
+    path = export(net, tmp_path / "model.nir", "nir")
+    before = path.read_bytes()
+
+    def dies_half_way(filename, graph):
+        with open(filename, "wb") as fh:
+            fh.write(before[: len(before) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(nir, "write", dies_half_way)
+    with pytest.raises(OSError):
+        export(net, path, "nir")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.nir"]
+    np.testing.assert_array_equal(spikedelay.load_exported(path).predict(x.numpy(),
+                                  lengths.numpy()), net.predict(x.numpy(), lengths.numpy()))

@@ -143,3 +143,21 @@ def test_nir_refuses_what_it_cannot_express_by_name(neuron, reset, match):
     net = from_model(DelaySNN(cfg).eval())
     with pytest.raises(CheckpointError, match=match):
         to_nir(net)
+
+
+def test_failed_recurrent_nir_write_keeps_the_file_already_there(tmp_path, monkeypatch):
+    import nir
+
+    net = from_model(_recurrent_lif_model(), framing={"bin_ms": 10.0})
+    path = save_nir(net, tmp_path / "net.nir")
+    before = path.read_bytes()
+
+    def dies_half_way(filename, graph):
+        with open(filename, "wb") as fh:
+            fh.write(b"\x89HDF")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(nir, "write", dies_half_way)
+    with pytest.raises(OSError):
+        save_nir(net, path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["net.nir"]

@@ -45,6 +45,7 @@ from typing import Literal
 
 import numpy as np
 
+from spikedelay.atomic import atomic_write
 from spikedelay.deploy.export_file import read_export
 from spikedelay.deploy.net import DeployedLayer, DeployedNet
 from spikedelay.errors import CheckpointError, DependencyError
@@ -228,11 +229,10 @@ def _read_channel_layer(graph, incoming: dict, name: str, dt: float,
 
 
 def save_nir(net: DeployedNet, path: str | Path) -> Path:
+    """Write the NIR graph of ``net`` atomically: a failed write keeps any file already there."""
     nir = _nir()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nir.write(path, to_nir(net))
-    return path
+    graph = to_nir(net)
+    return atomic_write(path, lambda tmp: nir.write(tmp, graph))
 
 
 def layer_from_stack(stack: np.ndarray, bias: np.ndarray, neuron: str, tau: float,

@@ -16,9 +16,11 @@ subtractive reset: such a layer is one :class:`~spikedelay.errors.CheckpointErro
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
+from spikedelay.atomic import atomic_write
 from spikedelay.deploy.stepped_stream import SteppedLayer, SteppedNet
 from spikedelay.errors import CheckpointError, DependencyError
 
@@ -126,13 +128,11 @@ def from_nir(graph, *, where: str = "NIR graph") -> SteppedNet:
         raise CheckpointError(f"{where}: malformed recurrent NIR graph: {err}") from None
 
 
-def save_nir(net: SteppedNet, path):
-    from pathlib import Path
-
+def save_nir(net: SteppedNet, path: str | Path) -> Path:
+    """Write the NIR graph of ``net`` atomically: a failed write keeps any file already there."""
     nir = _nir()
-    path = Path(path)
-    nir.write(path, to_nir(net))
-    return path
+    graph = to_nir(net)
+    return atomic_write(path, lambda tmp: nir.write(tmp, graph))
 
 
 __all__ = ["FORMAT_STEPPED_NIR", "from_nir", "save_nir", "to_nir"]
