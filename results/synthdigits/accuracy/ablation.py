@@ -93,14 +93,14 @@ def check_last_row_is_recipe() -> None:
         raise SystemExit(f"the last row is not the recipe {RECIPE}: {diff}")
 
 
-def summarise(seeds: int) -> tuple[str, list[tuple[float, float]]]:
+def summarise(seeds: int) -> tuple[str, list[tuple[int, float, float]]]:
     lines = ["| row | change (added to the rows above) | runs | val acc. | test acc. | params |"
              " s / run |", "|---|---|---|---|---|---|---|"]
-    pairs: list[tuple[float, float]] = []
+    pairs: list[tuple[int, float, float]] = []  # (seed, val, test) of every finished run
     for row, _, _, what in ROWS:
         found = [json.loads(p.read_text()) for s in range(seeds)
                  if (p := HERE / "runs" / f"{row}-s{s}" / "metrics.json").is_file()]
-        pairs += [(f["val_acc"], f["test_acc"]) for f in found]
+        pairs += [(f["seed"], f["val_acc"], f["test_acc"]) for f in found]
         if not found:
             lines.append(f"| `{row}` | {what} | 0 | – | – | – | – |")
             continue
@@ -121,9 +121,18 @@ def write_table(seeds: int, argv: list[str]) -> str:
     made_by = shlex.join(["python", "results/synthdigits/accuracy/ablation.py", *argv])
     corr = ""
     if len(pairs) >= 3:
-        r = statistics.correlation([v for v, _ in pairs], [t for _, t in pairs])
+        r = statistics.correlation([v for _, v, _ in pairs], [t for _, _, t in pairs])
+        # the same after removing each seed's mean: how well validation ranks the rows on a
+        # fixed split (the seed draws the validation speakers)
+        mean = {s: (statistics.fmean(v for k, v, _ in pairs if k == s),
+                    statistics.fmean(t for k, _, t in pairs if k == s)) for s, _, _ in pairs}
+        r_within = statistics.correlation([v - mean[s][0] for s, v, _ in pairs],
+                                          [t - mean[s][1] for s, _, t in pairs])
+        gap = statistics.fmean(v - t for _, v, t in pairs)
         corr = (f"\n\nValidation against test over these {len(pairs)} runs: Pearson r = "
-                f"{r:.2f}.")
+                f"{r:.2f} across runs; r = {r_within:.2f} within a split (each seed's mean "
+                f"removed: how validation ranks the rows when its speakers are fixed). "
+                f"Validation is {100 * gap:.1f} points above test on average.")
     text = (f"# SynthDigits-900 accuracy ablation (issue 16)\n\n**Command:** `{made_by}` "
             f"(repository root; data `{DATA}`).\n\nShared by every row: "
             f"`{' '.join(SHARED)}`. Each row adds its change to all rows above it; the last "

@@ -74,7 +74,9 @@ def main() -> None:
             raise SystemExit(f"no finished runs of row {row!r} in {HERE / 'runs'}")
         for run in runs:
             pred, lab, spk, names, root = test_predictions(run)
-            voices = speaker_table(find_split_files(root, "synthdigits")["test"])
+            files = find_split_files(root, "synthdigits")
+            voices = speaker_table(files["test"])
+            seen = {v["variant"] for v in speaker_table(files["train"]).values()}
             conf = confusion.setdefault(row, np.zeros((len(names), len(names)), dtype=int))
             np.add.at(conf, (lab, pred), 1)
             for s in np.unique(spk):
@@ -96,15 +98,22 @@ def main() -> None:
              f"**Command:** `python results/synthdigits/accuracy/errors.py --rows {args.rows}`"
              " (reads the ablation's finished runs; trains and selects nothing).", "",
              "## Per test speaker (mean over seeds, 20 words each)", "",
-             "| speaker | accent | variant | " + " | ".join(f"`{r}`" for r in rows) + " |",
-             "|---|---|---|" + "---|" * len(rows)]
+             "| speaker | accent | variant | variant among training speakers | "
+             + " | ".join(f"`{r}`" for r in rows) + " |",
+             "|---|---|---|---|" + "---|" * len(rows)]
     for s in order:
         v = voices[s]
         cells = " | ".join(f"{100 * statistics.fmean(per_speaker[r][s]):.0f} %" for r in rows)
-        lines.append(f"| {s} | {v['accent']} | {v['variant']} | {cells} |")
+        lines.append(f"| {s} | {v['accent']} | {v['variant']} | "
+                     f"{'yes' if v['variant'] in seen else 'no'} | {cells} |")
     means = [statistics.fmean(statistics.fmean(a) for a in per_speaker[r].values())
              for r in rows]
-    lines.append("| **mean** | | | " + " | ".join(f"**{100 * m:.1f} %**" for m in means) + " |")
+    lines.append("| **mean** | | | | " + " | ".join(f"**{100 * m:.1f} %**" for m in means) + " |")
+    err = {s: 1 - statistics.fmean(per_speaker[last][s]) for s in order}
+    worst5 = sum(err[s] for s in order[:5]) / sum(err.values())
+    lines += ["", f"The five hardest test voices hold {100 * worst5:.0f} % of `{last}`'s errors; "
+              f"the other {len(order) - 5} average "
+              f"{100 * statistics.fmean(1 - err[s] for s in order[5:]):.0f} %."]
     conf = confusion[last]
     off = [(int(conf[i, j]), names[i], names[j]) for i in range(len(names))
            for j in range(len(names)) if i != j and conf[i, j] > 0]
