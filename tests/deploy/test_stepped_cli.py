@@ -126,7 +126,11 @@ def test_export_round_trips_to_the_offline_predictions(runs, case, tmp_path, cap
     for fmt in formats:
         out = tmp_path / f"net.{fmt}"
         assert _main(["export", str(run), "--format", fmt, "--out", str(out)]) == 0
-        assert f"wrote {out}" in capsys.readouterr().out
+        said = capsys.readouterr().out
+        assert f"wrote {out}" in said
+        # no feed-forward delays in either case: the summary says the delays used (all 0),
+        # not the room K - 1 the layers have
+        assert f"delays 0…0 steps of 10 ms (room for 0…{model.cfg.max_delay - 1})" in said
         net = load_exported(out)
         assert [int(net.predict(f[None], np.array([len(f)]))[0]) for f in frames] == expected
         assert _main(["stream", str(out), "--input", str(data / "shd_test.h5")]) == 0

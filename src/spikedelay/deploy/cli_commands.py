@@ -144,9 +144,21 @@ def run_export(args: argparse.Namespace) -> int:
     else:
         out = export(net, Path(args.out), args.format)
     print(f"wrote {out} ({args.format}: {len(net.layers)} layers, "
-          f"{net.synapse_count():,} synapses, delays 0…{net.max_delay - 1} steps of "
-          f"{net.bin_ms:g} ms{what})")
+          f"{net.synapse_count():,} synapses, delays 0…{_largest_delay(net)} steps of "
+          f"{net.bin_ms:g} ms (room for 0…{net.max_delay - 1}){what})")
     return 0
+
+
+def _largest_delay(net) -> int:
+    """The largest feed-forward delay the exported network uses (not the room K - 1 it has)."""
+    from spikedelay.deploy.stepped_stream import SteppedNet
+
+    if isinstance(net, SteppedNet):  # stack (K, out, in): the last delay with a weight
+        used = [np.flatnonzero(np.abs(la.stack).reshape(la.stack.shape[0], -1).max(1))
+                for la in net.layers]
+    else:
+        used = [la.delays[la.weight != 0] for la in net.layers]
+    return max((int(u.max()) for u in used if u.size), default=0)
 
 
 # ------------------------------------------------------------------------------------- report
