@@ -73,6 +73,11 @@ PILOTS: dict[str, tuple[str, list[str]]] = {
                                               "data.bin_ms=4.0", "train.epochs=60"]),
     "se-adlif+strong-4ms-e60": ("se-adlif-shd", [aug(PITCH2, SPEED2, SHIFT, DROP, BLEND),
                                                  "data.bin_ms=4.0", "train.epochs=60"]),
+    # after the ablation: one more transform on top of synthdigits-best (seeds 1, 2)
+    "best+fstretch": ("synthdigits-best", ["data.bin_ms=4.0", "train.epochs=60", aug(
+        PITCH2, SPEED2, SHIFT, DROP, BLEND, "{name: channel_stretch, max_factor: 1.15, p: 0.5}")]),
+    "best+bandlimit": ("synthdigits-best", ["data.bin_ms=4.0", "train.epochs=60", aug(
+        PITCH2, SPEED2, SHIFT, DROP, BLEND, "{name: band_limit, high_hz: [3000, 8000], p: 0.3}")]),
 }
 
 
