@@ -138,7 +138,9 @@ def write_table(seeds: int, argv: list[str]) -> str:
             f"`{' '.join(SHARED)}`. Each row adds its change to all rows above it; the last "
             f"row is the recipe `{RECIPE}`. Mean ± sample std over seeds 0–{seeds - 1} "
             f"(the seed also draws the 9 validation speakers). Each run's epoch is selected "
-            f"on validation; test is read once per finished run.\n\n{table}{corr}\n")
+            f"on validation; test is read once per finished run. The choices came from validation-only "
+            f"pilots: [tuning.md](tuning.md); the remaining errors: [errors.md](errors.md)."
+            f"\n\n{table}{corr}\n")
     (HERE / "results.md").write_text(text)
     return text
 
