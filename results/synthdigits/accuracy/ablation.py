@@ -118,7 +118,9 @@ def summarise(seeds: int) -> tuple[str, list[tuple[int, float, float]]]:
 
 def write_table(seeds: int, argv: list[str]) -> str:
     table, pairs = summarise(seeds)
-    made_by = shlex.join(["python", "results/synthdigits/accuracy/ablation.py", *argv])
+    # --table only rewrites this file from the runs; the command that made them is the run
+    args = [a for a in argv if a != "--table"] or ["--jobs", "2"]
+    made_by = shlex.join(["python", "results/synthdigits/accuracy/ablation.py", *args])
     corr = ""
     if len(pairs) >= 3:
         r = statistics.correlation([v for _, v, _ in pairs], [t for _, _, t in pairs])
@@ -138,8 +140,9 @@ def write_table(seeds: int, argv: list[str]) -> str:
             f"`{' '.join(SHARED)}`. Each row adds its change to all rows above it; the last "
             f"row is the recipe `{RECIPE}`. Mean ± sample std over seeds 0–{seeds - 1} "
             f"(the seed also draws the 9 validation speakers). Each run's epoch is selected "
-            f"on validation; test is read once per finished run. The choices came from validation-only "
-            f"pilots: [tuning.md](tuning.md); the remaining errors: [errors.md](errors.md)."
+            f"on validation; test is read once per finished run. The choices came from "
+            f"validation-only pilots: [tuning.md](tuning.md); the remaining errors: "
+            f"[errors.md](errors.md)."
             f"\n\n{table}{corr}\n")
     (HERE / "results.md").write_text(text)
     return text
