@@ -71,6 +71,26 @@ def _surrogate(x, p1, p2, slope, SG: tl.constexpr):
 
 
 @triton.jit
+def _neuron_coeffs(alpha_ptr, beta_ptr, a_ptr, b_ptr, c, keep):
+    """The per-neuron coefficients (α, β, a, b) of the neurons ``c``, as both passes read them."""
+    alpha = tl.load(alpha_ptr + c, mask=keep, other=0.0)
+    beta = tl.load(beta_ptr + c, mask=keep, other=0.0)
+    a = tl.load(a_ptr + c, mask=keep, other=0.0)
+    b = tl.load(b_ptr + c, mask=keep, other=0.0)
+    return alpha, beta, a, b
+
+
+@triton.jit
+def _after_reset(h, s, thr, SUB: tl.constexpr):
+    """The membrane after a step's spike: subtract θ (soft) or go to 0 (hard)."""
+    if SUB:
+        u = h - thr * s
+    else:
+        u = h * (1.0 - s)
+    return u
+
+
+@triton.jit
 def _forward_kernel(x_ptr, wt_ptr, mt_ptr, drop_ptr, alpha_ptr, beta_ptr, a_ptr, b_ptr, p_ptr,
                     h_ptr, s_ptr, w_ptr, i_ptr, y_ptr, steps, n, lags, KIND: tl.constexpr,
                     SUB: tl.constexpr, HAS_REC: tl.constexpr, BLOCK: tl.constexpr,
@@ -82,10 +102,7 @@ def _forward_kernel(x_ptr, wt_ptr, mt_ptr, drop_ptr, alpha_ptr, beta_ptr, a_ptr,
     q = tl.load(p_ptr + 1)
     thr = tl.load(p_ptr + 2)
     zero = tl.zeros((BLOCK,), dtype=x_ptr.dtype.element_ty)
-    alpha = tl.load(alpha_ptr + c, mask=keep, other=0.0)
-    beta = tl.load(beta_ptr + c, mask=keep, other=0.0)
-    a = tl.load(a_ptr + c, mask=keep, other=0.0)
-    b = tl.load(b_ptr + c, mask=keep, other=0.0)
+    alpha, beta, a, b = _neuron_coeffs(alpha_ptr, beta_ptr, a_ptr, b_ptr, c, keep)
     drop = zero
     if HAS_REC:
         drop = tl.load(drop_ptr + bi * n + c, mask=keep, other=0.0)
@@ -120,10 +137,7 @@ def _forward_kernel(x_ptr, wt_ptr, mt_ptr, drop_ptr, alpha_ptr, beta_ptr, a_ptr,
         else:
             h = alpha * u + (1.0 - alpha) * (cur - w)
         s = tl.where(h - thr >= 0, 1.0, 0.0).to(h.dtype)
-        if SUB:
-            u = h - thr * s
-        else:
-            u = h * (1.0 - s)
+        u = _after_reset(h, s, thr, SUB)
         if KIND == 2:
             w = beta * w + (1.0 - beta) * q * (a * u + b * s)
         tl.store(h_ptr + row + c, h, mask=keep)
@@ -153,10 +167,7 @@ def _backward_kernel(gs_ptr, gh_ptr, h_ptr, s_ptr, w_ptr, i_ptr, wr_ptr, mt_ptr,
     p2 = tl.load(p_ptr + 4)
     slope = tl.load(p_ptr + 5)
     zero = tl.zeros((BLOCK,), dtype=h_ptr.dtype.element_ty)
-    alpha = tl.load(alpha_ptr + c, mask=keep, other=0.0)
-    beta = tl.load(beta_ptr + c, mask=keep, other=0.0)
-    a = tl.load(a_ptr + c, mask=keep, other=0.0)
-    b = tl.load(b_ptr + c, mask=keep, other=0.0)
+    alpha, beta, a, b = _neuron_coeffs(alpha_ptr, beta_ptr, a_ptr, b_ptr, c, keep)
     gu = zero  # dL/du[t] from step t+1
     gw = zero  # dL/dw[t] from step t+1
     gh_c = zero  # adlif: dL/dh[t] through w[t+1]
@@ -179,12 +190,8 @@ def _backward_kernel(gs_ptr, gh_ptr, h_ptr, s_ptr, w_ptr, i_ptr, wr_ptr, mt_ptr,
         prev = keep & (c * 0 + t > 0)  # step -1 is rest: all zero
         hp = tl.load(h_ptr + row - n + c, mask=prev, other=0.0)
         sp = tl.load(s_ptr + row - n + c, mask=prev, other=0.0)
-        if SUB:
-            u_t = h - thr * s
-            u_p = hp - thr * sp
-        else:
-            u_t = h * (1.0 - s)
-            u_p = hp * (1.0 - sp)
+        u_t = _after_reset(h, s, thr, SUB)
+        u_p = _after_reset(hp, sp, thr, SUB)
         if KIND != 0:
             cur = tl.load(i_ptr + row + c, mask=keep, other=0.0)
             w_p = tl.load(w_ptr + row - n + c, mask=prev, other=0.0)
