@@ -39,11 +39,12 @@ from spikedelay.delays import (
     DelayMode,
     Interpolation,
     Padding,
-    delays_to_positions,
+    init_positions_,
     interpolated_kernel,
     padding_amounts,
     position_range,
     positions_to_delays,
+    register_positions,
 )
 from spikedelay.ops.channel_delay import channel_delay
 
@@ -89,26 +90,14 @@ class ChannelDelay(nn.Module):
         self.channels, self.max_delay = channels, max_delay
         self.delays, self.padding, self.interpolation = delays, padding, interpolation
         self.left_pad, self.right_pad = padding_amounts(max_delay, padding)
-        if delays == "learned":
-            self.position = nn.Parameter(torch.empty(channels, **factory))
-        elif delays == "fixed":
-            self.register_buffer("position", torch.empty(channels, **factory))
-        else:
-            self.position = None
-        self.register_buffer("sigma", torch.tensor(float(max_delay // 2), **factory))
+        register_positions(self, delays, (channels,), max_delay, factory)
         self.reset_parameters()
         self.delay_mask = (DelayMask((channels,), sparsity, mask, device=device)
                            if sparsity else None)
 
     def reset_parameters(self) -> None:
         """Positions uniform over the clamp range (learned) or random integer delays (fixed)."""
-        lo, hi = position_range(self.max_delay)
-        with torch.no_grad():
-            if self.delays == "learned":
-                self.position.uniform_(lo, hi)
-            elif self.delays == "fixed":
-                d = torch.randint(0, self.max_delay, (self.channels,), device=self.position.device)
-                self.position.copy_(delays_to_positions(d, self.max_delay, self.position.dtype))
+        init_positions_(self.position, self.delays, self.max_delay)
 
     def output_length(self, length: int | Tensor) -> int | Tensor:
         return length + self.left_pad + self.right_pad - self.max_delay + 1

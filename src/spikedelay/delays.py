@@ -181,6 +181,29 @@ def delay_conv(
     return F.conv1d(xt, kernel).transpose(1, 2)
 
 
+def register_positions(module: nn.Module, delays: str, shape: tuple[int, ...], max_delay: int,
+                       factory: dict) -> None:
+    """Give ``module`` its ``position`` (a parameter if learned, a buffer if fixed, None
+    otherwise) and its ``sigma`` buffer (K // 2 at the start): one layout for every delay kind."""
+    if delays == "learned":
+        module.position = nn.Parameter(torch.empty(shape, **factory))
+    elif delays == "fixed":
+        module.register_buffer("position", torch.empty(shape, **factory))
+    else:
+        module.position = None
+    module.register_buffer("sigma", torch.tensor(float(max_delay // 2), **factory))
+
+
+@torch.no_grad()
+def init_positions_(position: Tensor | None, delays: str, max_delay: int) -> None:
+    """Learned positions uniform over the clamp range; fixed ones random integer delays."""
+    if delays == "learned":
+        position.uniform_(*position_range(max_delay))
+    elif delays == "fixed":
+        d = torch.randint(0, max_delay, position.shape, device=position.device)
+        position.copy_(delays_to_positions(d, max_delay, position.dtype))
+
+
 class DelayedLinear(nn.Module):
     """Fully connected layer whose synapses each carry a delay (DCLS-delays).
 
@@ -260,13 +283,7 @@ class DelayedLinear(nn.Module):
         self.interpolation = interpolation
         shape = (out_features, in_features, self.kernel_count)
         self.weight = nn.Parameter(torch.empty(shape, **factory))
-        if delays == "learned":
-            self.position = nn.Parameter(torch.empty(shape, **factory))
-        elif delays == "fixed":
-            self.register_buffer("position", torch.empty(shape, **factory))
-        else:
-            self.position = None
-        self.register_buffer("sigma", torch.tensor(float(max_delay // 2), **factory))
+        register_positions(self, delays, shape, max_delay, factory)
         self.reset_parameters()
         # drawn after the weights and positions, so a run without sparsity draws what it did
         self.delay_mask = DelayMask(shape, sparsity, mask, device=device) if sparsity else None
@@ -275,14 +292,7 @@ class DelayedLinear(nn.Module):
         """Kaiming-uniform (ReLU gain) weights; positions uniform (learned) or random integers."""
         # torch's fan_in of a (out, in, kc) tensor is in * kc, as for a conv1d weight.
         nn.init.kaiming_uniform_(self.weight, nonlinearity="relu")
-        lo, hi = position_range(self.max_delay)
-        with torch.no_grad():
-            if self.delays == "learned":
-                self.position.uniform_(lo, hi)
-            elif self.delays == "fixed":
-                pos = self.position
-                d = torch.randint(0, self.max_delay, pos.shape, device=pos.device)
-                pos.copy_(delays_to_positions(d, self.max_delay, pos.dtype))
+        init_positions_(self.position, self.delays, self.max_delay)
 
     # -- lengths ---------------------------------------------------------------------------------
     def output_length(self, length: int | Tensor) -> int | Tensor:
