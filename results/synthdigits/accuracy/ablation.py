@@ -23,9 +23,10 @@ import argparse
 import json
 import shlex
 import statistics
-import subprocess
 import sys
 from pathlib import Path
+
+from jobs import run_commands
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
@@ -159,21 +160,14 @@ def main() -> None:
     check_last_row_is_recipe()
     if not args.table:
         threads = 1 if args.jobs > 1 else 0
-        running: list[subprocess.Popen] = []
-        for row in args.rows.split(","):
-            for seed in range(args.seeds):
-                cmd = command(row, seed, threads)
-                print(shlex.join(cmd), flush=True)
-                if args.dry_run:
-                    continue
-                running.append(subprocess.Popen(cmd, cwd=ROOT))
-                while len(running) >= args.jobs:
-                    running[0].wait()
-                    running = [p for p in running if p.poll() is None]
-        for p in running:
-            p.wait()
+        todo = [command(row, seed, threads) for row in args.rows.split(",")
+                for seed in range(args.seeds)]
         if args.dry_run:
+            for cmd in todo:
+                print(shlex.join(cmd))
             return
+        if run_commands([(cmd, None) for cmd in todo], args.jobs, ROOT):
+            raise SystemExit("some runs failed (above); the table is not written")
     print(write_table(args.seeds, sys.argv[1:]))
 
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import statistics
-import subprocess
 import sys
 from pathlib import Path
+
+from jobs import run_commands
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
@@ -141,23 +141,11 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown pilot(s) {', '.join(unknown)}: see --list")
     threads = 1 if args.jobs > 1 else 0
-    running: list[subprocess.Popen] = []
-    for pilot, seed in todo:
-        cmd = command(pilot, seed, threads)
-        print(shlex.join(cmd), flush=True)
-        log = (OUT / f"{pilot}-s{seed}.log")
-        log.parent.mkdir(parents=True, exist_ok=True)
-        running.append(subprocess.Popen(cmd, cwd=ROOT, stdout=log.open("w"),
-                                        stderr=subprocess.STDOUT))
-        while len(running) >= args.jobs:
-            running = [p for p in running if p.poll() is None]
-            if len(running) >= args.jobs:
-                running[0].wait()
-    for p in running:
-        p.wait()
+    failed = run_commands([(command(p, s, threads), OUT / f"{p}-s{s}.log") for p, s in todo],
+                          args.jobs, ROOT)
     if args.summary or todo:
         print(summary())
-    sys.exit(0)
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
