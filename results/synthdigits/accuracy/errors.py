@@ -17,40 +17,33 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import statistics
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-from spikedelay.checkpoint import load_checkpoint
-from spikedelay.config import build_config
+from spikedelay.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
 from spikedelay.data.hdf5 import find_split_files
 from spikedelay.data.loaders import load_dataset
 from spikedelay.data.speakers import speaker_table
 from spikedelay.train.loss import summed_softmax
-from spikedelay.train.setup import build_model
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 
 
-def run_config(run: Path):
-    raw = yaml.safe_load((run / "config.yaml").read_text())
-    raw["data"]["root"] = str((ROOT / raw["data"]["root"]).resolve())
-    return build_config(raw)
-
-
 @torch.no_grad()
 def test_predictions(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], Path]:
     """(predictions, labels, speakers, class names, data root) of a run on its test split."""
-    cfg = run_config(run)
+    path = run / "best.safetensors"
+    state = load_checkpoint(path)
+    saved_root = state["config"]["data"]["root"]  # relative to the repository root
+    cfg = checkpoint_config(state, path, data_root=str((ROOT / saved_root).resolve()))
     splits = load_dataset(cfg.data, seed=cfg.train.seed, protocol=cfg.train.protocol,
                           progress=False)
-    model = build_model(cfg, torch.device("cpu"))
-    model.load_state_dict(load_checkpoint(run / "best.safetensors")["model"])
-    model.eval()
+    model = model_from_checkpoint(state, path, cfg)
     preds, labels = [], []
     for x, lengths, y in splits.test.batches(256, shuffle=False):
         v_out, out_lengths = model(x, lengths)
@@ -58,6 +51,15 @@ def test_predictions(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, lis
         labels.append(y)
     return (torch.cat(preds).numpy(), torch.cat(labels).numpy(), splits.test.speakers.numpy(),
             list(splits.class_names), Path(cfg.data.root))
+
+
+@functools.cache
+def voices_of(root: Path) -> tuple[dict[int, dict], set[str]]:
+    """The test speakers' voices of a data folder, and the voice variants of its training file
+    (read once per folder: every run of the ablation uses the same files)."""
+    files = find_split_files(root, "synthdigits")
+    return (speaker_table(files["test"]),
+            {v["variant"] for v in speaker_table(files["train"]).values()})
 
 
 def main() -> None:
@@ -74,9 +76,7 @@ def main() -> None:
             raise SystemExit(f"no finished runs of row {row!r} in {HERE / 'runs'}")
         for run in runs:
             pred, lab, spk, names, root = test_predictions(run)
-            files = find_split_files(root, "synthdigits")
-            voices = speaker_table(files["test"])
-            seen = {v["variant"] for v in speaker_table(files["train"]).values()}
+            voices, seen = voices_of(root)
             conf = confusion.setdefault(row, np.zeros((len(names), len(names)), dtype=int))
             np.add.at(conf, (lab, pred), 1)
             for s in np.unique(spk):
