@@ -56,14 +56,14 @@ TARGET_STEP, TARGET_EPOCH, TARGET_MEMORY = 10.0, 6.0, 0.5
 # Where each dense matmul of ops/delay_conv.py comes from: a piece of the source line of the
 # outermost _DftConv.forward/backward frame → (part of the method, group).
 SITES = [
-    ("prod = torch.bmm(xf, hf)", "frequency product", "products"),
+    ("prod = torch.bmm(xf, hf", "frequency product", "products"),
     ("grad_hf = torch.bmm", "frequency product (kernel gradient)", "products"),
     ("grad_xf = torch.bmm", "frequency product (input gradient)", "products"),
     ("y = _inverse(", "inverse DFT", "transforms"),
     ("grad_prod =", "adjoint of the inverse DFT", "transforms"),
     ("grad_x = _inverse(", "inverse DFT of the input gradient", "transforms"),
     ("xf = _input_spectrum(", "DFT of a dense input", "transforms"),
-    ("hf = (d_k[r0:r1] @ k_tm)", "kernel spectrum", "kernel side"),
+    ("hf = _kernel_spectrum(", "kernel spectrum", "kernel side"),
     ("grad_k_tm.addmm_", "kernel gradient DFT", "kernel side"),
 ]
 MATMULS = {"mm", "bmm", "addmm", "addmm_", "baddbmm", "baddbmm_"}

@@ -204,3 +204,29 @@ def test_sequence_dropout_mask_constant_over_time():
     assert torch.equal(drop.eval()(x), x)
     with pytest.raises(ValueError):
         SequenceDropout(1.0)
+
+
+@pytest.mark.parametrize("fused_norm", [False, True])
+def test_sequence_dropout_in_place_on_fused_spikes_gives_the_same_gradients(fused_norm):
+    """HiddenLayer scales the fused kernels' spikes in place: same values and gradients as
+    ``x * keep`` (autograd would refuse if the kernel had saved its spikes)."""
+    torch.manual_seed(5)
+    x = torch.randn(6, 30, 16, dtype=DT) * 1.5
+    norm = MaskedBatchNorm1d(16).to(DT).train()
+    weights = torch.randn(6, 30, 16, dtype=DT)
+    results = []
+    for inplace in (False, True):
+        xi = x.clone().requires_grad_(True)
+        torch.manual_seed(9)  # the same mask both times
+        drop = SequenceDropout(0.4).train()
+        if fused_norm:
+            from spikedelay.neurons import norm_then_fire
+
+            s = norm_then_fire(norm, LIF(tau=2.0), xi)
+        else:
+            s = LIF(tau=2.0)(xi)
+        y = drop(s, inplace=inplace)
+        results.append((y.detach(), *torch.autograd.grad((y * weights).sum(), xi)))
+    (y0, g0), (y1, g1) = results
+    assert torch.equal(y0, y1) and torch.equal(g0, g1)
+    assert 0 < (y0 != 0).sum() < y0.numel() and g0.abs().sum() > 0

@@ -129,11 +129,14 @@ class HiddenLayer(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
         y = self.delay(x)
+        # The fused LIF kernels keep their input, not their spikes: dropout may scale those in
+        # place (one (B, T', C) tensor fewer per layer and step).
+        inplace = self.neurons is None
         if lengths is None:
-            return self.dropout(self._fire(y, None)), None
+            return self.dropout(self._fire(y, None), inplace=inplace), None
         lengths = self.delay.output_length(lengths)
         mask = lengths_to_mask(lengths, y.shape[1])
-        s = self.dropout(self._fire(y, mask))
+        s = self.dropout(self._fire(y, mask), inplace=inplace)
         if host_reads_are_free(mask) and bool(mask.all()):  # nothing to zero (no GPU sync)
             return s, lengths
         return s * mask.unsqueeze(-1).to(s.dtype), lengths
@@ -191,7 +194,9 @@ class DelaySNN(nn.Module):
                     f"lengths must have shape ({x.shape[0]},), got {tuple(lengths.shape)}"
                 )
             lengths = lengths.to(x.device)
-            x = x * lengths_to_mask(lengths, x.shape[1]).unsqueeze(-1).to(x.dtype)
+            mask = lengths_to_mask(lengths, x.shape[1])
+            if not (host_reads_are_free(mask) and bool(mask.all())):  # else nothing to zero
+                x = x * mask.unsqueeze(-1).to(x.dtype)
         spikes, spike_lengths = [], []
         for layer in self.hidden:
             x, lengths = layer(x, lengths)

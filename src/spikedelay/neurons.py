@@ -298,6 +298,24 @@ def norm_then_fire(
     return lif(norm(x, mask=mask))
 
 
+class _ScaleInPlace(torch.autograd.Function):
+    """``x *= keep`` (keep broadcast over time), whose backward writes ``grad · keep`` into a
+    pooled buffer (:func:`spikedelay.ops.buffers.pooled_empty`) instead of a fresh tensor."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, keep: Tensor) -> Tensor:
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(keep)
+        return x.mul_(keep)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        from spikedelay.ops.buffers import pooled_empty
+
+        (keep,) = ctx.saved_tensors
+        return torch.mul(grad, keep, out=pooled_empty(tuple(grad.shape), grad)), None
+
+
 class SequenceDropout(nn.Module):
     """Dropout with one Bernoulli mask per sequence and channel, shared over all time steps.
 
@@ -312,13 +330,15 @@ class SequenceDropout(nn.Module):
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = float(p)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, inplace: bool = False) -> Tensor:
+        """``inplace=True`` scales ``x`` itself (no new (B, T, C) tensor): only for an ``x``
+        that no one else reads and autograd has not saved (a fused LIF's spikes)."""
         if not self.training or self.p == 0.0:
             return x
         keep = torch.empty(x.shape[0], 1, x.shape[2], device=x.device, dtype=x.dtype)
         # the scale goes into the small mask: one pass over x each way instead of two
         keep.bernoulli_(1.0 - self.p).div_(1.0 - self.p)
-        return x * keep
+        return _ScaleInPlace.apply(x, keep) if inplace else x * keep
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from spikedelay.ops._interop import as_numpy as _np
 from spikedelay.ops._interop import scalar_like as _scalar
+from spikedelay.ops.buffers import pooled_empty
 
 
 @numba.njit(parallel=True, cache=True)
@@ -174,7 +175,7 @@ def bn_lif_backward_kernel(grad_s, x, mask, weight, mean, rstd, bias, tau, thres
 # -- the backend's entry points (torch tensors in and out) ---------------------------------------
 def masked_bn_forward(x: Tensor, mask: Tensor, weight: Tensor, bias: Tensor,
                       eps: float) -> tuple[Tensor, Tensor, Tensor]:
-    y = torch.empty_like(x)
+    y = pooled_empty(x.shape, x)
     mean, var = x.new_empty(x.shape[2]), x.new_empty(x.shape[2])
     forward(_np(x), _np(mask), _np(weight), _np(bias), float(eps), _np(y), _np(mean), _np(var))
     return y, mean, var
@@ -182,7 +183,8 @@ def masked_bn_forward(x: Tensor, mask: Tensor, weight: Tensor, bias: Tensor,
 
 def masked_bn_backward(grad: Tensor, x: Tensor, mask: Tensor, weight: Tensor, mean: Tensor,
                        var: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
-    grad_x, grad_w, grad_b = torch.empty_like(x), torch.empty_like(weight), torch.empty_like(weight)
+    grad_x = pooled_empty(x.shape, x)
+    grad_w, grad_b = torch.empty_like(weight), torch.empty_like(weight)
     backward(_np(grad), _np(x), _np(mask), _np(weight), _np(mean), _np(var), float(eps),
              _np(grad_x), _np(grad_w), _np(grad_b))
     return grad_x, grad_w, grad_b
@@ -197,7 +199,7 @@ def bn_lif_forward(x: Tensor, mask: Tensor, weight: Tensor, bias: Tensor, eps: f
     mean, var = torch.from_numpy(mean_np), torch.from_numpy(var_np)
     rstd = torch.rsqrt(var.double() + eps).to(x.dtype)
     scale = weight.detach() * rstd
-    spikes = torch.empty_like(x)
+    spikes = pooled_empty(x.shape, x)
     bn_lif_forward_kernel(_np(x), _np(scale), mean_np, _np(bias), _scalar(tau, x),
                           _scalar(threshold, x), _np(spikes))
     return spikes, mean, var, rstd, n
@@ -206,7 +208,8 @@ def bn_lif_forward(x: Tensor, mask: Tensor, weight: Tensor, bias: Tensor, eps: f
 def bn_lif_backward(grad_s: Tensor, x: Tensor, mask: Tensor, weight: Tensor, bias: Tensor,
                     mean: Tensor, rstd: Tensor, tau: float, threshold: float, alpha: float,
                     n: float) -> tuple[Tensor, Tensor, Tensor]:
-    grad_x, grad_w, grad_b = torch.empty_like(x), torch.empty_like(weight), torch.empty_like(weight)
+    grad_x = pooled_empty(x.shape, x)
+    grad_w, grad_b = torch.empty_like(weight), torch.empty_like(weight)
     bn_lif_backward_kernel(
         _np(grad_s), _np(x), _np(mask), _np(weight), _np(mean), _np(rstd), _np(bias),
         _scalar(tau, x), _scalar(threshold, x), float(alpha), float(n), _np(grad_x),

@@ -81,9 +81,12 @@ def sparse_events(x: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
     return torch.from_numpy(ptr), torch.from_numpy(index), torch.from_numpy(value)
 
 
-def sparse_spectrum(events: tuple[Tensor, ...], d_rows: Tensor, batch: int, n_in: int) -> Tensor:
-    """Rows ``d_rows`` (r, T) of the DFT of every input series, as (r, B, in), from the events."""
-    out = d_rows.new_empty(d_rows.shape[0], batch, n_in)
+def sparse_spectrum(events: tuple[Tensor, ...], d_rows: Tensor, batch: int, n_in: int,
+                    out: Tensor | None = None) -> Tensor:
+    """Rows ``d_rows`` (r, T) of the DFT of every input series, as (r, B, in), from the events
+    (into ``out`` if given)."""
+    if out is None:
+        out = d_rows.new_empty(d_rows.shape[0], batch, n_in)
     ptr, index, value = (e.numpy() for e in events)
     _transform(ptr, index, value, n_in, d_rows.T.contiguous().numpy(), out.numpy())
     return out

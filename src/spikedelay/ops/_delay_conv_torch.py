@@ -15,7 +15,7 @@ def sparse_events(x: Tensor) -> None:
     return None
 
 
-def sparse_spectrum(events, d_rows, batch, n_in):  # pragma: no cover - never called
+def sparse_spectrum(events, d_rows, batch, n_in, out=None):  # pragma: no cover - never called
     raise AssertionError("the wide layout has no sparse transform")
 
 

@@ -8,11 +8,11 @@ import math
 
 import numba
 import numpy as np
-import torch
 from torch import Tensor
 
 from spikedelay.ops._interop import as_numpy as _np
 from spikedelay.ops._interop import scalar_like as _scalar
+from spikedelay.ops.buffers import pooled_empty
 
 
 @numba.njit(parallel=True, cache=True)
@@ -78,25 +78,25 @@ def _li_backward(grad_v, tau, grad_x):  # pragma: no cover - compiled
 
 
 def lif_forward(x: Tensor, tau: float, threshold: float) -> tuple[Tensor, Tensor]:
-    h, s = torch.empty_like(x), torch.empty_like(x)
+    h, s = pooled_empty(x.shape, x), pooled_empty(x.shape, x)
     _lif_forward(_np(x), _scalar(tau, x), _scalar(threshold, x), _np(h), _np(s))
     return h, s
 
 
 def lif_backward(grad_s: Tensor, h: Tensor, tau: float, threshold: float, alpha: float) -> Tensor:
-    grad_x = torch.empty_like(h)
+    grad_x = pooled_empty(h.shape, h)
     _lif_backward(_np(grad_s), _np(h), _scalar(tau, h), _scalar(threshold, h), float(alpha),
                   _np(grad_x))
     return grad_x
 
 
 def li_forward(x: Tensor, tau: float) -> Tensor:
-    v = torch.empty_like(x)
+    v = pooled_empty(x.shape, x)
     _li_forward(_np(x), _scalar(tau, x), _np(v))
     return v
 
 
 def li_backward(grad_v: Tensor, tau: float) -> Tensor:
-    grad_x = torch.empty_like(grad_v)
+    grad_x = pooled_empty(grad_v.shape, grad_v)
     _li_backward(_np(grad_v), _scalar(tau, grad_v), _np(grad_x))
     return grad_x

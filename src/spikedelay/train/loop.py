@@ -19,6 +19,7 @@ import torch
 from spikedelay.errors import TrainingDiverged
 from spikedelay.train.distributed import World
 from spikedelay.train.loss import summed_softmax_loss
+from spikedelay.train.optim import Adam
 
 
 @dataclass
@@ -60,7 +61,7 @@ def _epoch_stats(loss_sum, correct, seen: int, world: World | None) -> EpochStat
 def train_epoch(
     model: torch.nn.Module,
     batches: Iterable,
-    optimizers: list[torch.optim.Optimizer],
+    optimizers: list[Adam],
     *,
     masked_loss: bool = True,
     epoch: int = 0,

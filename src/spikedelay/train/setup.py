@@ -17,6 +17,7 @@ import torch
 
 from spikedelay.config import RunConfig
 from spikedelay.errors import ConfigError
+from spikedelay.train.optim import Adam, OneCycleLR
 
 TEST_SELECTED_LABEL = "test-selected (model chosen on the TEST set, as the reference code does)"
 
@@ -158,11 +159,11 @@ def build_model(cfg: RunConfig, device: torch.device):
 class Optimizers:
     """The paper's optimizers: weights (Adam + OneCycle per epoch), positions (Adam + cosine)."""
 
-    weights: torch.optim.Adam
-    schedule: torch.optim.lr_scheduler.OneCycleLR
-    positions: torch.optim.Adam | None
+    weights: Adam
+    schedule: OneCycleLR
+    positions: Adam | None
 
-    def all(self) -> list[torch.optim.Optimizer]:
+    def all(self) -> list[Adam]:
         return [o for o in (self.weights, self.positions) if o is not None]
 
     def state_dict(self) -> dict[str, Any]:
@@ -182,7 +183,7 @@ class Optimizers:
 def build_optimizers(model, cfg: RunConfig) -> Optimizers:
     groups = model.param_groups()
     t = cfg.train
-    weights = torch.optim.Adam(
+    weights = Adam(
         [
             {"params": groups["weights"], "weight_decay": t.weight_decay},
             {"params": groups["norm"] + groups.get("mask_scores", []), "weight_decay": 0.0},
@@ -192,12 +193,12 @@ def build_optimizers(model, cfg: RunConfig) -> Optimizers:
         lr=t.lr,
     )
     # Stepped once per *epoch*, as the reference does.
-    schedule = torch.optim.lr_scheduler.OneCycleLR(weights, max_lr=t.lr, total_steps=t.epochs)
+    schedule = OneCycleLR(weights, max_lr=t.lr, total_steps=t.epochs)
     # Positions and recurrent delays: one Adam, a group each with its own base lr ("base_lr",
     # which the per-epoch cosine of the run loop scales).
     delay_groups = [{"params": params, "lr": lr, "base_lr": lr, "weight_decay": 0.0}
                     for params, lr in ((groups["positions"], t.lr_positions),
                                        (groups.get("recurrent_delays", []),
                                         t.lr_recurrent_delays)) if params]
-    positions = torch.optim.Adam(delay_groups) if delay_groups else None
+    positions = Adam(delay_groups) if delay_groups else None
     return Optimizers(weights, schedule, positions)

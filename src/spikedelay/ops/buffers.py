@@ -1,0 +1,141 @@
+"""Memory the CPU kernels reuse from step to step instead of asking ``malloc`` again.
+
+Why: a training step at the SHD recipe allocates ≈ 1.2 GB in blocks of 3–31 MB (chunk
+temporaries and (B, T, C) activations) and frees them again. glibc serves blocks of that size
+from its heap once the first one is freed (its mmap threshold rises to 32 MB), where blocks of
+mixed sizes split and fragment: the process peak grew to twice the live memory. Served by
+``mmap`` instead (a fixed threshold) they are never fragmented, but every step then faults
+in ≈ 1 GB of fresh pages (+100 % step time). Two remedies here keep the pages *and* the sizes:
+
+* :func:`scratch`: per-thread buffers for temporaries that never leave a kernel call (the delay
+  convolution's spectrum chunks), one per role, grown when a larger one is asked for;
+* :func:`pooled_empty`: outputs (activations, gradients) whose lifetime autograd decides. Each
+  comes from a free list of blocks of exactly its size and goes back to it when the tensor is
+  freed; a step asks for the same sizes as the one before, so after the first step nothing is
+  allocated. Idle blocks beyond :data:`POOL_IDLE_LIMIT` bytes go back to the system.
+
+On other devices both are plain ``torch.empty`` (CUDA has its own caching allocator).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import weakref
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from spikedelay.ops.dispatch import host_reads_are_free
+
+POOL_MIN_BYTES = 1 << 20  # smaller blocks: malloc's bins serve them without fragmenting
+POOL_IDLE_LIMIT = 512 << 20  # idle bytes kept at most; beyond, freed blocks are released
+
+_NUMPY_DTYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
+_local = threading.local()
+_lock = threading.Lock()
+_free: dict[tuple[np.dtype, int], list[np.ndarray]] = {}
+_idle_bytes = 0
+
+
+def scratch(name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """An uninitialised tensor of ``shape`` (``like``'s dtype and device) in this thread's
+    buffer ``name``. Valid until the next ``scratch(name, …)`` call of the thread: only for
+    temporaries that no returned or saved tensor aliases."""
+    if not host_reads_are_free(like):
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
+    bufs = getattr(_local, "bufs", None)
+    if bufs is None:
+        bufs = _local.bufs = {}
+    count = math.prod(shape)
+    key = (name, like.dtype)
+    buf = bufs.get(key)
+    if buf is None or buf.numel() < count:
+        bufs.pop(key, None)  # the old buffer is freed before the new one is allocated
+        buf = bufs[key] = torch.empty(count, dtype=like.dtype)
+    return buf[:count].view(shape)
+
+
+def _give_back(key: tuple[np.dtype, int], block: np.ndarray) -> None:
+    global _idle_bytes
+    with _lock:
+        if _idle_bytes + block.nbytes <= POOL_IDLE_LIMIT:
+            _free.setdefault(key, []).append(block)
+            _idle_bytes += block.nbytes
+
+
+def pooled_empty(shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """An uninitialised tensor of ``shape`` (``like``'s dtype and device), for an output that
+    autograd may keep: its memory returns to a free list of same-sized blocks when freed."""
+    global _idle_bytes
+    dtype = like.dtype
+    count = math.prod(shape)
+    if not host_reads_are_free(like) or count * like.element_size() < POOL_MIN_BYTES:
+        return torch.empty(shape, dtype=dtype, device=like.device)
+    np_dtype = _NUMPY_DTYPES.get(dtype)
+    if np_dtype is None:
+        return torch.empty(shape, dtype=dtype)
+    key = (np_dtype, count)
+    with _lock:
+        blocks = _free.get(key)
+        block = blocks.pop() if blocks else None
+        if block is not None:
+            _idle_bytes -= block.nbytes
+    if block is None:
+        block = np.empty(count, dtype=np_dtype)
+    handle = block.reshape(shape)  # a new array object: the tensor holds it, and frees it
+    weakref.finalize(handle, _give_back, key, block)
+    return torch.from_numpy(handle)  # a base tensor, not a view (autograd may modify it)
+
+
+def release_pool() -> None:
+    """Give every idle pooled block back to the system (e.g. after training, before a long
+    evaluation in the same process)."""
+    global _idle_bytes
+    with _lock:
+        _free.clear()
+        _idle_bytes = 0
+
+
+MMAP_THRESHOLD = 1 << 20  # bytes; blocks from here up are mapped (or pooled), never heap
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
+_mmap_threshold_set = False
+
+
+def fix_mmap_threshold(nbytes: int | None = None) -> bool:
+    """Serve every ``malloc`` block of ``nbytes`` or more by ``mmap`` for the rest of the
+    process (glibc's ``mallopt(M_MMAP_THRESHOLD)``); returns whether it was set.
+
+    glibc raises this threshold to 32 MB the first time a large block is freed, after which
+    the 1–31 MB blocks that the pools above do not cover (autograd's own temporaries) come from
+    its heap and fragment it. Fixed, they go back to the system when freed. The environment
+    decides first: ``SPIKEDELAY_MMAP_THRESHOLD`` (bytes; ``0`` keeps glibc's behaviour), and
+    glibc's own ``MALLOC_MMAP_THRESHOLD_`` is left alone. No-op off glibc.
+    """
+    global _mmap_threshold_set
+    import os
+
+    if _mmap_threshold_set or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return _mmap_threshold_set
+    wanted = os.environ.get("SPIKEDELAY_MMAP_THRESHOLD")
+    if wanted is not None:
+        try:
+            nbytes = int(wanted)
+        except ValueError:
+            raise ValueError(f"SPIKEDELAY_MMAP_THRESHOLD={wanted!r} is not a number of "
+                             "bytes (0 keeps glibc's default)") from None
+    nbytes = MMAP_THRESHOLD if nbytes is None else nbytes
+    if nbytes <= 0:
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl without mallopt)
+        return False
+    if not os.uname().sysname == "Linux" or mallopt(_M_MMAP_THRESHOLD, int(nbytes)) != 1:
+        return False
+    _mmap_threshold_set = True
+    return True
