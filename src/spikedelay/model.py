@@ -28,6 +28,7 @@ from spikedelay.neurons import (
     SequenceDropout,
     lengths_to_mask,
     norm_then_fire,
+    scale_in_place,
 )
 from spikedelay.ops.dispatch import host_reads_are_free
 from spikedelay.stepped import SteppedNeurons
@@ -139,7 +140,8 @@ class HiddenLayer(nn.Module):
         s = self.dropout(self._fire(y, mask), inplace=inplace)
         if host_reads_are_free(mask) and bool(mask.all()):  # nothing to zero (no GPU sync)
             return s, lengths
-        return s * mask.unsqueeze(-1).to(s.dtype), lengths
+        valid = mask.unsqueeze(-1).to(s.dtype)
+        return (scale_in_place(s, valid) if inplace else s * valid), lengths
 
 
 class DelaySNN(nn.Module):

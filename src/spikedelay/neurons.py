@@ -298,9 +298,14 @@ def norm_then_fire(
     return lif(norm(x, mask=mask))
 
 
+def scale_in_place(x: Tensor, factor: Tensor) -> Tensor:
+    """``x *= factor`` (broadcast), differentiable in ``x`` only; the backward writes
+    ``grad · factor`` into a pooled buffer (:func:`spikedelay.ops.buffers.pooled_empty`)
+    instead of a fresh tensor. For an ``x`` no one else reads and autograd has not saved."""
+    return _ScaleInPlace.apply(x, factor)
+
+
 class _ScaleInPlace(torch.autograd.Function):
-    """``x *= keep`` (keep broadcast over time), whose backward writes ``grad · keep`` into a
-    pooled buffer (:func:`spikedelay.ops.buffers.pooled_empty`) instead of a fresh tensor."""
 
     @staticmethod
     def forward(ctx, x: Tensor, keep: Tensor) -> Tensor:
@@ -338,7 +343,7 @@ class SequenceDropout(nn.Module):
         keep = torch.empty(x.shape[0], 1, x.shape[2], device=x.device, dtype=x.dtype)
         # the scale goes into the small mask: one pass over x each way instead of two
         keep.bernoulli_(1.0 - self.p).div_(1.0 - self.p)
-        return _ScaleInPlace.apply(x, keep) if inplace else x * keep
+        return scale_in_place(x, keep) if inplace else x * keep
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -15,6 +15,7 @@ from torch import Tensor
 from spikedelay.ops._gaussian_torch import FLOOR_MARGIN, tap_floor
 from spikedelay.ops._interop import as_numpy as _np
 from spikedelay.ops._interop import scalar_like as _scalar
+from spikedelay.ops.buffers import pooled_empty
 
 
 @numba.njit(cache=True)
@@ -121,7 +122,7 @@ def backward_kernel(weight, position, sigma, eps, floor, grad, grad_w, grad_p):
 
 def gaussian_forward(weight: Tensor, position: Tensor, sigma: float, taps: int,
                      eps: float) -> Tensor:
-    out = weight.new_empty(taps, weight.shape[1], weight.shape[0])
+    out = pooled_empty((taps, weight.shape[1], weight.shape[0]), weight)
     forward_kernel(_np(weight), _np(position), _scalar(sigma, weight), _scalar(eps, weight),
                    _scalar(tap_floor(weight.dtype), weight), taps, _np(out))
     return out

@@ -10,9 +10,10 @@ in ≈ 1 GB of fresh pages (+100 % step time). Two remedies here keep the pages 
 * :func:`scratch`: per-thread buffers for temporaries that never leave a kernel call (the delay
   convolution's spectrum chunks), one per role, grown when a larger one is asked for;
 * :func:`pooled_empty`: outputs (activations, gradients) whose lifetime autograd decides. Each
-  comes from a free list of blocks of exactly its size and goes back to it when the tensor is
-  freed; a step asks for the same sizes as the one before, so after the first step nothing is
-  allocated. Idle blocks beyond :data:`POOL_IDLE_LIMIT` bytes go back to the system.
+  comes from a free list of blocks of its size class (:func:`size_class`: at most 1/8 larger)
+  and goes back to it when the tensor is freed; a step asks for about the sizes of the one
+  before, so after the first few steps nothing is allocated. Idle blocks beyond
+  :data:`POOL_IDLE_LIMIT` bytes go back to the system.
 
 On other devices both are plain ``torch.empty`` (CUDA has its own caching allocator).
 """
@@ -30,7 +31,7 @@ from torch import Tensor
 from spikedelay.ops.dispatch import host_reads_are_free
 
 POOL_MIN_BYTES = 1 << 20  # smaller blocks: malloc's bins serve them without fragmenting
-POOL_IDLE_LIMIT = 512 << 20  # idle bytes kept at most; beyond, freed blocks are released
+POOL_IDLE_LIMIT = 256 << 20  # idle bytes kept at most; beyond, freed blocks are released
 
 _NUMPY_DTYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
 _local = threading.local()
@@ -57,6 +58,15 @@ def scratch(name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
     return buf[:count].view(shape)
 
 
+def size_class(count: int) -> int:
+    """``count`` rounded up to ``m · 2^e`` with a 4-bit ``m`` (at most 1/8 more): batches of
+    different lengths then share blocks instead of each size holding its own."""
+    shift = count.bit_length() - 4
+    if shift <= 0:
+        return count
+    return -(-count >> shift) << shift
+
+
 def _give_back(key: tuple[np.dtype, int], block: np.ndarray) -> None:
     global _idle_bytes
     with _lock:
@@ -76,15 +86,16 @@ def pooled_empty(shape: tuple[int, ...], like: Tensor) -> Tensor:
     np_dtype = _NUMPY_DTYPES.get(dtype)
     if np_dtype is None:
         return torch.empty(shape, dtype=dtype)
-    key = (np_dtype, count)
+    size = size_class(count)
+    key = (np_dtype, size)
     with _lock:
         blocks = _free.get(key)
         block = blocks.pop() if blocks else None
         if block is not None:
             _idle_bytes -= block.nbytes
     if block is None:
-        block = np.empty(count, dtype=np_dtype)
-    handle = block.reshape(shape)  # a new array object: the tensor holds it, and frees it
+        block = np.empty(size, dtype=np_dtype)
+    handle = block[:count].reshape(shape)  # a new array: the tensor holds it, and frees it
     weakref.finalize(handle, _give_back, key, block)
     return torch.from_numpy(handle)  # a base tensor, not a view (autograd may modify it)
 

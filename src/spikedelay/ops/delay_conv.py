@@ -128,7 +128,7 @@ MIN_CHUNK_ROWS = 32  # each chunk re-reads x and the kernel: fewer rows would be
 def _row_chunk(rows: int, batch: int, n_in: int, n_out: int) -> int:
     """Spectrum rows per chunk so that each temporary (rows, B, in|out) or (rows, in, out) stays
     near 8 MB (one chunk for small problems), but at least ``MIN_CHUNK_ROWS``. 8 MB rather
-    than 16: as fast, and the five scratch buffers of the backward hold half as much."""
+    than 16: within 5 % as fast, and the three scratch buffers hold half as much."""
     budget = (1 << 21) // max(batch * n_in, batch * n_out, n_in * n_out)
     return max(1, min(rows, max(MIN_CHUNK_ROWS, budget)))
 
@@ -151,12 +151,10 @@ def _input_spectrum(
 
 def _kernel_spectrum(d_rows: Tensor, k_tm: Tensor, n_in: int, keep: bool) -> Tensor:
     """Rows ``d_rows`` (r, K) of the DFT of every synapse's kernel, as (r, in, out): in this
-    thread's scratch buffer, or a tensor of its own if the forward keeps it for the
+    thread's scratch buffer, or a pooled tensor of its own if the forward keeps it for the
     backward."""
     shape = (d_rows.shape[0], n_in, k_tm.shape[1] // n_in)
-    if keep:
-        return (d_rows @ k_tm).view(shape)
-    out = scratch("hf", shape, k_tm)
+    out = pooled_empty(shape, k_tm) if keep else scratch("hf", shape, k_tm)
     torch.mm(d_rows, k_tm, out=out.view(shape[0], -1))
     return out
 
@@ -234,7 +232,7 @@ class _DftConv(torch.autograd.Function):
         if wide:
             grad_y_tm = grad_y.transpose(0, 1).reshape(t_out, batch * n_out)
         grad_x = None
-        grad_k_tm = kernel.new_zeros(taps, n_in * n_out) if need_k else None
+        grad_k_tm = pooled_empty((taps, n_in * n_out), kernel).zero_() if need_k else None
         kept, ctx.kernel_spectrum = ctx.kernel_spectrum, None  # free each chunk once used
         for chunk, r0 in enumerate(range(0, rows, step)):
             r1 = min(rows, r0 + step)
@@ -246,16 +244,17 @@ class _DftConv(torch.autograd.Function):
                                         accumulate=False).transpose(0, 1)
             if need_k:
                 xf = _input_spectrum(impl, x_in, events or None, d_x[r0:r1], batch, n_in)
+                # (r, in, out): the kernel spectrum's scratch buffer, free until just below
                 grad_hf = torch.bmm(xf.transpose(1, 2), grad_prod,
-                                    out=scratch("grad_hf", (r1 - r0, n_in, n_out), xf))
+                                    out=scratch("hf", (r1 - r0, n_in, n_out), xf))
                 grad_k_tm.addmm_(d_k[r0:r1].T, grad_hf.view(r1 - r0, n_in * n_out))
             if need_x:
                 if kept is not None:
                     hf, kept[chunk] = kept[chunk], None
                 else:
                     hf = _kernel_spectrum(d_k[r0:r1], k_tm, n_in, keep=False)
-                grad_xf = torch.bmm(grad_prod, hf.transpose(1, 2),  # (r, B, in)
-                                    out=scratch("grad_xf", (r1 - r0, batch, n_in), hf))
+                grad_xf = torch.bmm(grad_prod, hf.transpose(1, 2),  # (r, B, in): xf is used up
+                                    out=scratch("xf", (r1 - r0, batch, n_in), hf))
                 grad_x = _inverse(d_x[r0:r1].T, grad_xf, grad_x, wide)
         if wide and grad_x is not None:
             grad_x = grad_x.view(length, batch, n_in).transpose(0, 1).contiguous()
