@@ -89,10 +89,6 @@ def run_worker(args) -> dict:
     import torch
 
     torch.manual_seed(0)
-    if args.worker == "spikedelay":  # as `spikedelay train` does on CPU, before the data load
-        from spikedelay.ops.buffers import fix_mmap_threshold
-
-        fix_mmap_threshold()
     cfg, splits = load_splits(args)
     train, val = batch_lists(splits, cfg, args)
     rss_data = peak_rss_mb()

@@ -14,9 +14,6 @@ Each implementation is timed in its own fresh subprocess (peak RSS of that proce
 significant) and at the final σ (0.23). A third subprocess builds both networks with the same
 weights and compares loss and every gradient (float64 by default, so that float32 rounding
 cannot flip a spike at the threshold; ``--check-dtype float32`` shows the float32 picture).
-On CPU the reference also runs once more with glibc's mmap threshold fixed at 1 MiB, the
-setting ``spikedelay train`` makes (``ops/buffers.py``), so that the JSON shows how much of
-the memory ratio that setting alone would give the reference (``reference_fixed_mmap``).
 
 Usage::
 
@@ -44,9 +41,6 @@ N_IN = 140  # SHD after grouping 700 channels by 5
 N_CLASSES = 20
 TAU = 1.005  # SHD: 10.05 ms at 10 ms steps (REFERENCE §1)
 SIGMA_FINAL = 0.23
-# spikedelay's training fixes glibc's mmap threshold at 1 MiB (ops/buffers.py); the reference is
-# also measured under that setting, so that the allocator's share of the ratio is visible.
-FIXED_MMAP_THRESHOLD = 1 << 20
 
 
 # -- inputs ----------------------------------------------------------------------------------------
@@ -213,11 +207,8 @@ def run_worker(args) -> dict:
         net = net.to(device)
         optimizers = reference_optimizers(net)
     else:
-        from spikedelay.ops.buffers import fix_mmap_threshold
         from spikedelay.train.setup import build_optimizers
 
-        if device.type == "cpu":
-            fix_mmap_threshold()  # as `spikedelay train` does on CPU
         net, step_fn, cfg = build_spikedelay(args, args.sigma, dropout)
         net = net.to(device)
         optimizers = build_optimizers(net, cfg).all()
@@ -324,10 +315,9 @@ def run_check(args) -> dict:
 
 
 # -- driver ----------------------------------------------------------------------------------------
-def _subprocess(args, extra: list[str], env: dict[str, str] | None = None) -> dict:
+def _subprocess(args, extra: list[str]) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), *_forwarded(args), *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True,
-                          env=None if env is None else {**os.environ, **env})
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"worker failed: {' '.join(cmd)}\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -396,11 +386,6 @@ def main(argv=None) -> int:
             row["speedup"] = b["samples_per_s"] / a["samples_per_s"]
             key = "max_memory_allocated_mb" if args.device.startswith("cuda") else "peak_rss_mb"
             row["memory_ratio"] = b[key] / a[key]
-            if args.device == "cpu":  # the reference under the allocator setting we use
-                c = row["reference_fixed_mmap"] = _subprocess(
-                    args, ["--worker", "reference", "--sigma-value", str(sigma)],
-                    env={"MALLOC_MMAP_THRESHOLD_": str(FIXED_MMAP_THRESHOLD)})
-                row["memory_ratio_vs_reference_fixed_mmap"] = b[key] / c[key]
         runs.append(row)
     result = {
         "device": args.device,
@@ -414,9 +399,6 @@ def main(argv=None) -> int:
         # The headline numbers are the worst case over the σ values measured.
         result["speedup"] = min(r["speedup"] for r in runs)
         result["memory_ratio"] = max(r["memory_ratio"] for r in runs)
-        if all("memory_ratio_vs_reference_fixed_mmap" in r for r in runs):
-            result["memory_ratio_vs_reference_fixed_mmap"] = max(
-                r["memory_ratio_vs_reference_fixed_mmap"] for r in runs)
         weighted = schedule_weighted(runs, args.max_delay)
         if weighted is not None:
             result["schedule_weighted"] = weighted
@@ -477,12 +459,6 @@ def print_table(result: dict) -> None:
         if "speedup" in r:
             print(f"  σ={r['sigma']:<6g} speedup {r['speedup']:.1f}x, "
                   f"memory ratio {r['memory_ratio']:.2f}")
-        if "reference_fixed_mmap" in r:
-            v = r["reference_fixed_mmap"]
-            print(f"  σ={r['sigma']:<6g} reference with glibc's mmap threshold fixed at 1 MiB "
-                  f"(as we run): {v['step_s_median'] * 1e3:.1f} ms/step, peak "
-                  f"{v[mem_key]:.0f} MB, memory ratio against it "
-                  f"{r['memory_ratio_vs_reference_fixed_mmap']:.2f}")
     if "speedup" in result:
         print(f"worst case: speedup {result['speedup']:.1f}x, "
               f"memory_ratio {result['memory_ratio']:.2f}")

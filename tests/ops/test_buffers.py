@@ -1,14 +1,9 @@
-"""Reused CPU memory: pooled outputs, per-thread scratch, the fixed mmap threshold."""
+"""Reused CPU memory: pooled outputs and per-thread scratch buffers."""
 
 from __future__ import annotations
 
 import gc
-import os
-import subprocess
-import sys
-import textwrap
 
-import pytest
 import torch
 
 from spikedelay.ops import buffers
@@ -79,24 +74,3 @@ def test_scratch_is_one_buffer_per_name_that_grows():
     d = buffers.scratch("test-a", (20, 20), like)  # larger: a new buffer
     assert d.shape == (20, 20) and d.numel() == 400
 
-
-def _threshold_in_subprocess(env: dict[str, str]) -> subprocess.CompletedProcess:
-    code = textwrap.dedent("""
-        from spikedelay.ops.buffers import fix_mmap_threshold
-        print(fix_mmap_threshold())
-    """)
-    full = {k: v for k, v in os.environ.items()
-            if k not in ("SPIKEDELAY_MMAP_THRESHOLD", "MALLOC_MMAP_THRESHOLD_")}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**full, **env})
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_the_mmap_threshold_is_set_unless_the_environment_says_otherwise():
-    assert _threshold_in_subprocess({}).stdout.split() == ["True"]
-    assert _threshold_in_subprocess({"SPIKEDELAY_MMAP_THRESHOLD": "0"}).stdout.split() == [
-        "False"]
-    assert _threshold_in_subprocess({"MALLOC_MMAP_THRESHOLD_": "65536"}).stdout.split() == [
-        "False"]  # the user's own glibc setting wins
-    bad = _threshold_in_subprocess({"SPIKEDELAY_MMAP_THRESHOLD": "lots"})
-    assert bad.returncode != 0 and "is not a number of bytes" in bad.stderr

@@ -1,11 +1,11 @@
 """Memory the CPU kernels reuse from step to step instead of asking ``malloc`` again.
 
-Why: a training step at the SHD recipe allocates ≈ 1.2 GB in blocks of 3–31 MB (chunk
-temporaries and (B, T, C) activations) and frees them again. glibc serves blocks of that size
+Why: a training step at the SHD recipe allocated ≈ 1.2 GB in blocks of 3–31 MB (chunk
+temporaries and (B, T, C) activations) and freed them again. glibc serves blocks of that size
 from its heap once the first one is freed (its mmap threshold rises to 32 MB), where blocks of
-mixed sizes split and fragment: the process peak grew to twice the live memory. Served by
-``mmap`` instead (a fixed threshold) they are never fragmented, but every step then faults
-in ≈ 1 GB of fresh pages (+100 % step time). Two remedies here keep the pages *and* the sizes:
+mixed sizes split and fragment it: the process peak grew to twice the live memory. Served by
+``mmap`` instead (a fixed threshold) they do not fragment, but every step then faults in ≈ 1 GB
+of fresh pages (twice the step time). Two remedies here keep both the pages and the sizes:
 
 * :func:`scratch`: per-thread buffers for temporaries that never leave a kernel call (the delay
   convolution's spectrum chunks), one per role, grown when a larger one is asked for;
@@ -108,45 +108,3 @@ def release_pool() -> None:
         _free.clear()
         _idle_bytes = 0
 
-
-MMAP_THRESHOLD = 1 << 20  # bytes; blocks from here up are mapped (or pooled), never heap
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
-_mmap_threshold_set = False
-
-
-def fix_mmap_threshold(nbytes: int | None = None) -> bool:
-    """Serve every ``malloc`` block of ``nbytes`` or more by ``mmap`` for the rest of the
-    process (glibc's ``mallopt(M_MMAP_THRESHOLD)``); returns whether it was set.
-
-    glibc raises this threshold to 32 MB the first time a large block is freed, after which
-    the 1–31 MB blocks that the pools above do not cover (autograd's own temporaries) come from
-    its heap and fragment it. Fixed, they go back to the system when freed. The environment
-    decides first: ``SPIKEDELAY_MMAP_THRESHOLD`` (bytes; ``0`` keeps glibc's behaviour), and
-    glibc's own ``MALLOC_MMAP_THRESHOLD_`` is left alone. No-op off glibc.
-    """
-    global _mmap_threshold_set
-    import os
-
-    if _mmap_threshold_set or "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return _mmap_threshold_set
-    wanted = os.environ.get("SPIKEDELAY_MMAP_THRESHOLD")
-    if wanted is not None:
-        try:
-            nbytes = int(wanted)
-        except ValueError:
-            raise ValueError(f"SPIKEDELAY_MMAP_THRESHOLD={wanted!r} is not a number of "
-                             "bytes (0 keeps glibc's default)") from None
-    nbytes = MMAP_THRESHOLD if nbytes is None else nbytes
-    if nbytes <= 0:
-        return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl without mallopt)
-        return False
-    if not os.uname().sysname == "Linux" or mallopt(_M_MMAP_THRESHOLD, int(nbytes)) != 1:
-        return False
-    _mmap_threshold_set = True
-    return True

@@ -33,7 +33,6 @@ from spikedelay.config import RunConfig
 from spikedelay.data.augment import Augmenter
 from spikedelay.data.sets import DataSplits
 from spikedelay.errors import TrainingDiverged
-from spikedelay.ops.buffers import fix_mmap_threshold
 from spikedelay.recurrent import recurrent_sigma_at
 from spikedelay.train.checkpoint import init_from_run, restore_training_state, training_state
 from spikedelay.train.data_checks import check_data_location, check_data_matches_model
@@ -99,8 +98,6 @@ def _train_run(cfg: RunConfig, store: RunStore, world: World | None,
 
     set_determinism(cfg)
     device = dist_device if dist_device is not None else pick_device(cfg.train.device)
-    if device.type == "cpu":
-        fix_mmap_threshold()  # large blocks by mmap: no heap fragmentation (ops/buffers.py)
     torch.manual_seed(cfg.train.seed)
     kernels_cached = preload_kernels(cfg, device)  # in the background, while the data load
     splits = _load_splits(cfg, world, progress=progress,
