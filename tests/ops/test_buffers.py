@@ -28,6 +28,22 @@ def test_a_freed_output_is_reused_for_the_same_size_only():
     buffers.release_pool()
 
 
+def test_a_slightly_smaller_request_takes_an_idle_larger_block():
+    """Successive layers' outputs (a few steps longer each) share blocks: up to POOL_SPARE."""
+    buffers.release_pool()
+    big = buffers.pooled_empty((64, 70, 128), torch.empty(0))
+    ptr = big.data_ptr()
+    del big
+    gc.collect()
+    near = buffers.pooled_empty((64, 64, 128), torch.empty(0))  # 70/64 ≤ 1.25: reuses it
+    assert near.data_ptr() == ptr and near.shape == (64, 64, 128)
+    del near
+    gc.collect()
+    far = buffers.pooled_empty((64, 40, 128), torch.empty(0))  # 70/40 > 1.25: its own block
+    assert far.data_ptr() != ptr
+    buffers.release_pool()
+
+
 def test_small_or_non_cpu_requests_are_plain_tensors():
     small = buffers.pooled_empty((4, 4), torch.empty(0, dtype=torch.float64))
     assert small.dtype == torch.float64 and small.shape == (4, 4)

@@ -10,10 +10,11 @@ of fresh pages (twice the step time). Two remedies here keep both the pages and 
 * :func:`scratch`: per-thread buffers for temporaries that never leave a kernel call (the delay
   convolution's spectrum chunks), one per role, grown when a larger one is asked for;
 * :func:`pooled_empty`: outputs (activations, gradients) whose lifetime autograd decides. Each
-  comes from a free list of blocks of its size class (:func:`size_class`: at most 1/8 larger)
-  and goes back to it when the tensor is freed; a step asks for about the sizes of the one
-  before, so after the first few steps nothing is allocated. Idle blocks beyond
-  :data:`POOL_IDLE_LIMIT` bytes go back to the system.
+  comes from a free list of blocks of its size class (:func:`size_class`: at most 1/8 larger,
+  or an idle block up to :data:`POOL_SPARE` larger: successive layers' outputs, a few steps
+  longer each, then share blocks) and goes back to it when the tensor is freed; a step asks for
+  about the sizes of the one before, so after the first few steps nothing is allocated. Idle
+  blocks beyond :data:`POOL_IDLE_LIMIT` bytes go back to the system.
 
 On other devices both are plain ``torch.empty`` (CUDA has its own caching allocator).
 """
@@ -32,6 +33,7 @@ from spikedelay.ops.dispatch import host_reads_are_free
 
 POOL_MIN_BYTES = 1 << 20  # smaller blocks: malloc's bins serve them without fragmenting
 POOL_IDLE_LIMIT = 256 << 20  # idle bytes kept at most; beyond, freed blocks are released
+POOL_SPARE = 1.25  # a request may take an idle block up to this much larger
 
 _NUMPY_DTYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
 _local = threading.local()
@@ -67,6 +69,27 @@ def size_class(count: int) -> int:
     return -(-count >> shift) << shift
 
 
+def _next_class(size: int) -> int:
+    shift = size.bit_length() - 4
+    return size + 1 if shift <= 0 else size + (1 << shift)
+
+
+def _take_free(np_dtype: np.dtype, size: int) -> np.ndarray | None:
+    """The smallest idle block of class ``size`` up to :data:`POOL_SPARE` times larger (so that
+    layers whose outputs differ a little in length share blocks), or ``None``."""
+    global _idle_bytes
+    candidate = size
+    with _lock:
+        while candidate <= size * POOL_SPARE:
+            blocks = _free.get((np_dtype, candidate))
+            if blocks:
+                block = blocks.pop()
+                _idle_bytes -= block.nbytes
+                return block
+            candidate = _next_class(candidate)
+    return None
+
+
 def _give_back(key: tuple[np.dtype, int], block: np.ndarray) -> None:
     global _idle_bytes
     with _lock:
@@ -87,16 +110,11 @@ def pooled_empty(shape: tuple[int, ...], like: Tensor) -> Tensor:
     if np_dtype is None:
         return torch.empty(shape, dtype=dtype)
     size = size_class(count)
-    key = (np_dtype, size)
-    with _lock:
-        blocks = _free.get(key)
-        block = blocks.pop() if blocks else None
-        if block is not None:
-            _idle_bytes -= block.nbytes
+    block = _take_free(np_dtype, size)
     if block is None:
         block = np.empty(size, dtype=np_dtype)
     handle = block[:count].reshape(shape)  # a new array: the tensor holds it, and frees it
-    weakref.finalize(handle, _give_back, key, block)
+    weakref.finalize(handle, _give_back, (np_dtype, block.size), block)
     return torch.from_numpy(handle)  # a base tensor, not a view (autograd may modify it)
 
 
