@@ -58,6 +58,18 @@ def _assert_same(theirs, ours, torch_opt, our_opt) -> None:
         assert tuple(ga["betas"]) == tuple(gb["betas"])
 
 
+def _resumed(pair, params, fresh, total):
+    """Our optimizer and schedule over ``fresh`` (given ``params``' values), restored from the
+    state dicts of ``pair``: what a resume from a checkpoint does."""
+    with torch.no_grad():
+        for src, dst in zip(params, fresh, strict=True):
+            dst.copy_(src)
+    ours = _our_pair(fresh, total)
+    ours[0].load_state_dict(pair[0].state_dict())
+    ours[1].load_state_dict(pair[1].state_dict())
+    return ours
+
+
 def test_adam_and_one_cycle_match_torch_bit_for_bit():
     total = 8
     theirs, ours = _params(0), _params(0)
@@ -74,12 +86,7 @@ def test_a_torch_optim_checkpoint_resumes_exactly():
     theirs, ours = _params(1), _params(1)
     torch_pair = _torch_pair(theirs, total)
     _step_both([torch_pair], [theirs], 4)
-    with torch.no_grad():
-        for a, b in zip(theirs, ours, strict=True):
-            b.copy_(a)
-    our_pair = _our_pair(ours, total)
-    our_pair[0].load_state_dict(torch_pair[0].state_dict())
-    our_pair[1].load_state_dict(torch_pair[1].state_dict())
+    our_pair = _resumed(torch_pair, theirs, ours, total)
     _assert_same(theirs, ours, torch_pair[0], our_pair[0])
     _step_both([torch_pair, our_pair], [theirs, ours], 5, first=4)
     _assert_same(theirs, ours, torch_pair[0], our_pair[0])
@@ -90,12 +97,7 @@ def test_our_state_dict_round_trips_into_a_fresh_optimizer():
     a, b = _params(2), _params(2)
     pair_a = _our_pair(a, total)
     _step_both([pair_a], [a], 3)
-    with torch.no_grad():
-        for x, y in zip(a, b, strict=True):
-            y.copy_(x)
-    pair_b = _our_pair(b, total)
-    pair_b[0].load_state_dict(pair_a[0].state_dict())
-    pair_b[1].load_state_dict(pair_a[1].state_dict())
+    pair_b = _resumed(pair_a, a, b, total)
     _step_both([pair_a, pair_b], [a, b], 3, first=3)
     _assert_same(a, b, pair_a[0], pair_b[0])
 
