@@ -9,10 +9,9 @@ import torch
 from torch import Tensor
 
 from spikedelay.ops._interop import as_numpy as _np
-from spikedelay.ops._recurrent_common import lag_grad, weight_grad
-from spikedelay.ops.surrogate import SURROGATE_CODES, make_numba_surrogate
+from spikedelay.ops._recurrent_common import kernel_arguments, lag_grad, weight_grad
+from spikedelay.ops.surrogate import make_numba_surrogate
 
-NEURONS = ("lif", "adlif", "se-adlif")
 _KERNELS: dict[str, object] = {}
 
 
@@ -221,15 +220,9 @@ def recurrent_sequence(
 ) -> tuple[Tensor, Tensor]:
     """Spikes and membranes (B, T, N); arguments as :func:`spikedelay.ops.recurrent.
     recurrent_sequence` (``m`` given whenever ``w_rec`` is)."""
-    batch, _, n = x.shape
-    if batch == 0 or x.shape[1] == 0:
+    if x.shape[0] == 0 or x.shape[1] == 0:
         return torch.zeros_like(x), torch.zeros_like(x)
-    has_rec = w_rec is not None
-    if not has_rec:
-        w_rec = x.new_zeros(1, 1)
-        m = x.new_zeros(1, 1)
-    if drop is None:
-        drop = x.new_ones(batch if has_rec else 1, n if has_rec else 1)
-    consts = (NEURONS.index(neuron), reset == "subtract", has_rec, float(tau), float(q),
-              float(threshold), SURROGATE_CODES[surrogate], float(p1), float(p2))
-    return _FusedRecurrent.apply(x, w_rec, m, drop.to(x.dtype), alpha, beta, a, b, consts)
+    w_rec, m, drop, consts = kernel_arguments(
+        x, w_rec, m, drop, neuron=neuron, reset=reset, tau=tau, q=q, threshold=threshold,
+        surrogate=surrogate, p1=p1, p2=p2)
+    return _FusedRecurrent.apply(x, w_rec, m, drop, alpha, beta, a, b, consts)

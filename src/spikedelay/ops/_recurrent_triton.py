@@ -48,11 +48,9 @@ import triton.language as tl
 from torch import Tensor
 
 from spikedelay.ops._lif_triton import div_exact
-from spikedelay.ops._recurrent_common import lag_grad, weight_grad
+from spikedelay.ops._recurrent_common import kernel_arguments, lag_grad, weight_grad
 from spikedelay.ops._triton_common import TIME_LOOP_WARPS, channel_block, constants
-from spikedelay.ops.surrogate import SURROGATE_CODES
 
-NEURONS = ("lif", "adlif", "se-adlif")
 TILE_ELEMENTS = 4096  # weights per mat-vec tile (TILE rows × all N neurons)
 
 
@@ -324,11 +322,7 @@ def recurrent_sequence(
     batch, steps, n = x.shape
     if batch == 0 or steps == 0 or n == 0:
         return torch.zeros_like(x), torch.zeros_like(x)
-    has_rec = w_rec is not None
-    if not has_rec:
-        w_rec = m = x.new_zeros(1, 1)
-    if drop is None:
-        drop = x.new_ones(batch, n) if has_rec else x.new_ones(1, 1)
-    consts = (NEURONS.index(neuron), reset == "subtract", has_rec, float(tau), float(q),
-              float(threshold), SURROGATE_CODES[surrogate], float(p1), float(p2))
-    return _TritonRecurrent.apply(x, w_rec, m, drop.to(x.dtype), alpha, beta, a, b, consts)
+    w_rec, m, drop, consts = kernel_arguments(
+        x, w_rec, m, drop, neuron=neuron, reset=reset, tau=tau, q=q, threshold=threshold,
+        surrogate=surrogate, p1=p1, p2=p2)
+    return _TritonRecurrent.apply(x, w_rec, m, drop, alpha, beta, a, b, consts)

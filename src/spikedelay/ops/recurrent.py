@@ -36,9 +36,9 @@ import torch
 from torch import Tensor
 
 from spikedelay.ops import dispatch
+from spikedelay.ops._recurrent_common import NEURONS
 from spikedelay.ops.surrogate import SURROGATE_CODES
 
-NEURONS = ("lif", "adlif", "se-adlif")
 RESETS = ("hard", "subtract")
 
 
