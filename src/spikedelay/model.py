@@ -81,6 +81,12 @@ def needs_stepping(cfg: ModelConfig, recurrent: str) -> bool:
             or cfg.surrogate != "atan")
 
 
+def _all_valid(mask: Tensor) -> bool:
+    """Whether no step is padding, so there is nothing to zero; asked only where reading the
+    mask costs no GPU sync (elsewhere the multiply runs anyway)."""
+    return host_reads_are_free(mask) and bool(mask.all())
+
+
 class HiddenLayer(nn.Module):
     """One hidden block: delay (+ bias) → masked BatchNorm → neurons → dropout (→ zero padded
     steps). The neurons are today's fused LIF, or :class:`~spikedelay.stepped.SteppedNeurons`
@@ -138,7 +144,7 @@ class HiddenLayer(nn.Module):
         lengths = self.delay.output_length(lengths)
         mask = lengths_to_mask(lengths, y.shape[1])
         s = self.dropout(self._fire(y, mask), inplace=inplace)
-        if host_reads_are_free(mask) and bool(mask.all()):  # nothing to zero (no GPU sync)
+        if _all_valid(mask):
             return s, lengths
         valid = mask.unsqueeze(-1).to(s.dtype)
         return (scale_in_place(s, valid) if inplace else s * valid), lengths
@@ -197,7 +203,7 @@ class DelaySNN(nn.Module):
                 )
             lengths = lengths.to(x.device)
             mask = lengths_to_mask(lengths, x.shape[1])
-            if not (host_reads_are_free(mask) and bool(mask.all())):  # else nothing to zero
+            if not _all_valid(mask):
                 x = x * mask.unsqueeze(-1).to(x.dtype)
         spikes, spike_lengths = [], []
         for layer in self.hidden:

@@ -306,7 +306,6 @@ def scale_in_place(x: Tensor, factor: Tensor) -> Tensor:
 
 
 class _ScaleInPlace(torch.autograd.Function):
-
     @staticmethod
     def forward(ctx, x: Tensor, keep: Tensor) -> Tensor:
         ctx.mark_dirty(x)

@@ -60,18 +60,16 @@ def scratch(name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
     return buf[:count].view(shape)
 
 
+def _class_step(count: int) -> int:
+    """The spacing of size classes around ``count``: ``2^e`` for a 4-bit mantissa ``m``."""
+    return 1 << max(count.bit_length() - 4, 0)
+
+
 def size_class(count: int) -> int:
     """``count`` rounded up to ``m · 2^e`` with a 4-bit ``m`` (at most 1/8 more): batches of
     different lengths then share blocks instead of each size holding its own."""
-    shift = count.bit_length() - 4
-    if shift <= 0:
-        return count
-    return -(-count >> shift) << shift
-
-
-def _next_class(size: int) -> int:
-    shift = size.bit_length() - 4
-    return size + 1 if shift <= 0 else size + (1 << shift)
+    step = _class_step(count)
+    return -(-count // step) * step
 
 
 def _take_free(np_dtype: np.dtype, size: int) -> np.ndarray | None:
@@ -86,7 +84,7 @@ def _take_free(np_dtype: np.dtype, size: int) -> np.ndarray | None:
                 block = blocks.pop()
                 _idle_bytes -= block.nbytes
                 return block
-            candidate = _next_class(candidate)
+            candidate += _class_step(candidate)
     return None
 
 
@@ -100,8 +98,7 @@ def _give_back(key: tuple[np.dtype, int], block: np.ndarray) -> None:
 
 def pooled_empty(shape: tuple[int, ...], like: Tensor) -> Tensor:
     """An uninitialised tensor of ``shape`` (``like``'s dtype and device), for an output that
-    autograd may keep: its memory returns to a free list of same-sized blocks when freed."""
-    global _idle_bytes
+    autograd may keep: its memory returns to the free list of its size class when freed."""
     dtype = like.dtype
     count = math.prod(shape)
     if not host_reads_are_free(like) or count * like.element_size() < POOL_MIN_BYTES:

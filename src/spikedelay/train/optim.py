@@ -104,12 +104,11 @@ class Adam:
         if len(saved) != len(self.param_groups):
             raise ValueError(f"the saved optimizer has {len(saved)} parameter groups, "
                              f"this one {len(self.param_groups)}")
+        by_index = {}
         for i, (ours, theirs) in enumerate(zip(self.param_groups, saved, strict=True)):
             if len(ours["params"]) != len(theirs["params"]):
                 raise ValueError(f"parameter group {i} holds {len(theirs['params'])} tensors "
                                  f"in the saved optimizer, {len(ours['params'])} here")
-        by_index = {}
-        for ours, theirs in zip(self.param_groups, saved, strict=True):
             by_index.update(zip(theirs["params"], ours["params"], strict=True))
         states = {int(k): v for k, v in state_dict["state"].items()}
         new_state: dict[Tensor, dict[str, Tensor]] = {}
