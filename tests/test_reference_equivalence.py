@@ -9,23 +9,16 @@ kernel backend that runs on CPU (numba, torch, Triton interpreted; all in float6
 code path (Triton kernels, the wide DFT layout) is checked here too.
 """
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
+from benchmark_scripts import load_benchmark
 
 pytest.importorskip("spikingjelly")
 pytest.importorskip("DCLS")
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "train_speed.py"
-
 
 def _train_speed():
-    spec = importlib.util.spec_from_file_location("train_speed", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("train_speed")
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # SpikingJelly uses torch.jit.script

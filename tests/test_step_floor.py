@@ -5,22 +5,15 @@ must equal the operation count of the exact DFT convolution written out from the
 (``ops/delay_conv.py``), and every matmul must be attributed to a part of the method.
 """
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
+from benchmark_scripts import load_benchmark
 
 from spikedelay.ops.delay_conv import fft_delay_conv, fft_size, keep_kernel_spectrum
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "step_floor.py"
-
 
 def _step_floor():
-    spec = importlib.util.spec_from_file_location("step_floor", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("step_floor")
 
 
 def _expected_macs(batch, length, n_in, n_out, taps, left, right) -> dict[str, int]:
