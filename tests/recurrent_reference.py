@@ -85,3 +85,25 @@ def integer_delay_lif_loop(x, w_rec, delays, tau, thr=1.0):
                 out[bi, t, i] = 1.0 if fired else 0.0
                 v[i] = 0.0 if fired else h
     return out
+
+
+def assert_matches_layer_loop(x, w_rec, m, drop, coeffs, leaves, *, neuron, reset, tau, q,
+                              surrogate, p1, p2, seed):
+    """``spikedelay.ops.recurrent.recurrent_sequence`` (whatever backend is selected) against
+    :func:`layer_loop`: spikes exact, membranes to 1e-12, and the gradients of a random linear
+    function of both w.r.t. ``leaves`` to 1e-9."""
+    from spikedelay.ops.recurrent import recurrent_sequence
+
+    kw = dict(neuron=neuron, reset=reset, tau=tau, q=q)
+    s, h = recurrent_sequence(x, w_rec, m, drop, *coeffs, **kw, surrogate=surrogate, p1=p1,
+                              p2=p2)
+    s_ref, h_ref = layer_loop(x, w_rec, m, drop, *coeffs, **kw, kind=surrogate, p1=p1, p2=p2)
+    assert 0.05 < float(s_ref.detach().mean()) < 0.95  # spikes happen and are not saturated
+    torch.testing.assert_close(s, s_ref, rtol=0, atol=0)
+    torch.testing.assert_close(h, h_ref, rtol=1e-12, atol=1e-12)
+    g = torch.Generator().manual_seed(seed)
+    cs, ch = (torch.randn(s.shape, generator=g, dtype=s.dtype) for _ in range(2))
+    got = torch.autograd.grad((s * cs).sum() + (h * ch).sum(), leaves)
+    want = torch.autograd.grad((s_ref * cs).sum() + (h_ref * ch).sum(), leaves)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
